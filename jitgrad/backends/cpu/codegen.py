@@ -1,0 +1,114 @@
+"""Turn op formulas into numba kernel modules, written to a disk cache and imported.
+
+numba can only cache functions that live in a real ``.py`` file, so generated source is
+written under ``JITGRAD_CACHE_DIR`` (file name = content hash) and imported with the
+module registered in ``sys.modules`` first (see shared/NUMBA_NOTES.md).
+"""
+
+import ast
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+
+__all__ = ["cache_dir", "load_module", "elementwise_source", "kernel_name", "scalar_expr"]
+
+_NP_TYPE = {"float32": "np.float32", "float64": "np.float64", "int64": "np.int64",
+            "int32": "np.int32", "bool": "np.bool_"}
+MAX_DIMS = 4  # strided kernels are 4-D; the op layer coalesces or loops over the rest
+
+
+def cache_dir():
+    """The directory that holds generated kernel modules (and numba's cache beside them)."""
+    path = os.environ.get("JITGRAD_CACHE_DIR")
+    if not path:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = os.path.join(base, "jitgrad")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        path = os.path.join(tempfile.gettempdir(), "jitgrad-cache")
+        os.makedirs(path, exist_ok=True)
+    return path
+
+
+def load_module(stem, source):
+    """Import ``source`` as a module named after ``stem`` and its content hash."""
+    name = f"jitgrad_gen_{stem}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    path = os.path.join(cache_dir(), name + ".py")
+    if not os.path.exists(path):
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(source)
+        os.replace(tmp, path)  # atomic: concurrent processes never read half a file
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before exec: numba's cache locator needs it
+    spec.loader.exec_module(module)
+    return module
+
+
+class _TypedConstants(ast.NodeTransformer):
+    """Wrap numeric literals in the kernel's scalar type: numba would promote float32 to float64."""
+
+    def __init__(self, np_type):
+        self.np_type = np_type
+
+    def visit_Constant(self, node):
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            return node
+        return ast.parse(f"{self.np_type}({node.value!r})", mode="eval").body
+
+
+def scalar_expr(formula, dtype_name):
+    """The formula as numba source, with constants typed for ``dtype_name``."""
+    tree = ast.parse(formula, mode="eval")
+    return ast.unparse(_TypedConstants(_NP_TYPE[dtype_name]).visit(tree))
+
+
+def kernel_name(dtype_name, mask, layout):
+    """``mask`` has one letter per input: 'a' array, 's' scalar; layout 'c' flat or 'nd' strided."""
+    return f"k_{dtype_name}_{mask}_{layout}"
+
+
+def _masks(n):
+    masks = [""]
+    for _ in range(n):
+        masks = [m + c for m in masks for c in "as"]
+    return [m for m in masks if "a" in m]
+
+
+def elementwise_source(inputs, formula, dtype_names):
+    """Source of a module with one kernel per (dtype, scalar mask, layout) of an elementwise formula.
+
+    Each kernel has the contract ``k(*inputs, out)``: array inputs have ``out``'s shape (flat
+    C-contiguous for 'c', 4-D strided for 'nd'), scalar inputs are Python numbers.
+    """
+    lines = ["import numpy as np", "from numba import njit",
+             "from jitgrad.backends.cpu.scalar import *  # noqa: F403", ""]
+    params = ", ".join(f"{name}_" for name in inputs) + ", out"
+    idx_nd = ", ".join(f"i{d}" for d in range(MAX_DIMS))
+    for dtype_name in dtype_names:
+        expr = scalar_expr(formula, dtype_name)
+        np_type = _NP_TYPE[dtype_name]
+        for mask in _masks(len(inputs)):
+            scalars = [f"    {n} = {np_type}({n}_)" for n, m in zip(inputs, mask) if m == "s"]
+            for layout, index in (("c", "i"), ("nd", idx_nd)):
+                lines += ['@njit(cache=True, error_model="numpy")',
+                          f"def {kernel_name(dtype_name, mask, layout)}({params}):", *scalars]
+                if layout == "c":
+                    lines.append("    for i in range(out.size):")
+                    pad = "        "
+                else:
+                    lines.append(f"    {', '.join(f'n{d}' for d in range(MAX_DIMS))} = out.shape")
+                    pad = "    "
+                    for d in range(MAX_DIMS):
+                        lines.append(f"{pad}for i{d} in range(n{d}):")
+                        pad += "    "
+                lines += [f"{pad}{n} = {n}_[{index}]" for n, m in zip(inputs, mask) if m == "a"]
+                lines += [f"{pad}out[{index}] = {expr}", ""]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,32 @@
+"""Matrix product kernels: BLAS (``np.dot`` inside numba, needs scipy) for floats."""
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def mm(a, b, out):
+    """out (n, m) = a (n, k) @ b (k, m); float32/float64, C- or F-contiguous operands."""
+    np.dot(a, b, out)
+
+
+@njit(cache=True)
+def bmm(a, b, out):
+    """out[i] = a[i] @ b[i] for C-contiguous float a (B, n, k), b (B, k, m)."""
+    for i in range(a.shape[0]):
+        np.dot(a[i], b[i], out[i])
+
+
+@njit(cache=True)
+def bmm_int(a, b, out):
+    """Integer out[i] = a[i] @ b[i] (no BLAS for integers)."""
+    n_batch, n, k = a.shape
+    m = b.shape[2]
+    for i in range(n_batch):
+        for r in range(n):
+            for c in range(m):
+                out[i, r, c] = 0
+            for j in range(k):
+                av = a[i, r, j]
+                for c in range(m):
+                    out[i, r, c] += av * b[i, j, c]

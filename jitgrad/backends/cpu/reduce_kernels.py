@@ -1,0 +1,122 @@
+"""Reduction kernels. Every input is viewed as a C-contiguous (outer, reduced, inner) array."""
+
+import numpy as np
+from numba import njit
+
+from jitgrad.backends.cpu.scalar import exp, log
+
+_FAST = {"reassoc", "contract"}  # lets LLVM vectorize accumulations; NaN still propagates
+
+
+@njit(cache=True, fastmath=_FAST, error_model="numpy")
+def sum_3d(x, is_prod, out):
+    """x (O, R, I) -> out (O, I): sum (or product if is_prod) over R, accumulated in float64."""
+    n_outer, n_red, n_inner = x.shape
+    acc = np.empty(n_inner, np.float64)
+    for o in range(n_outer):
+        acc[:] = 1.0 if is_prod else 0.0
+        if n_inner == 1:
+            total = acc[0]
+            for r in range(n_red):
+                total = total * x[o, r, 0] if is_prod else total + x[o, r, 0]
+            acc[0] = total
+        else:
+            for r in range(n_red):
+                for i in range(n_inner):
+                    acc[i] = acc[i] * x[o, r, i] if is_prod else acc[i] + x[o, r, i]
+        for i in range(n_inner):
+            out[o, i] = acc[i]
+
+
+@njit(cache=True, error_model="numpy")
+def sum_int_3d(x, is_prod, out):
+    """Integer x (O, R, I) -> int64 out (O, I): exact sum (or product) over R."""
+    n_outer, n_red, n_inner = x.shape
+    for o in range(n_outer):
+        for i in range(n_inner):
+            total = np.int64(1) if is_prod else np.int64(0)
+            for r in range(n_red):
+                total = total * x[o, r, i] if is_prod else total + x[o, r, i]
+            out[o, i] = total
+
+
+@njit(cache=True, error_model="numpy")
+def argextreme_3d(x, largest, values, indices):
+    """x (O, R, I) -> values, indices (O, I) of the max (or min) over R; the first NaN wins."""
+    n_outer, n_red, n_inner = x.shape
+    for o in range(n_outer):
+        for i in range(n_inner):
+            best = x[o, 0, i]
+            at = 0
+            if best == best:
+                for r in range(1, n_red):
+                    v = x[o, r, i]
+                    if v != v:
+                        best, at = v, r
+                        break
+                    if (v > best) if largest else (v < best):
+                        best, at = v, r
+            values[o, i] = best
+            indices[o, i] = at
+
+
+@njit(cache=True, error_model="numpy")
+def softmax_3d(x, take_log, out):
+    """x (O, R, I) -> out (O, R, I): softmax (or log_softmax) over R, max-shifted for stability."""
+    n_outer, n_red, n_inner = x.shape
+    for o in range(n_outer):
+        for i in range(n_inner):
+            m = x[o, 0, i]
+            for r in range(1, n_red):
+                v = x[o, r, i]
+                if v > m or v != v:
+                    m = v
+            total = 0.0  # NOTE: float64 accumulator; all -inf rows give nan, as in PyTorch
+            for r in range(n_red):
+                e = exp(x[o, r, i] - m)
+                out[o, r, i] = e
+                total += e
+            if take_log:
+                shift = m + log(total)
+                for r in range(n_red):
+                    out[o, r, i] = x[o, r, i] - shift
+            else:
+                inv = 1 / total
+                for r in range(n_red):
+                    out[o, r, i] = out[o, r, i] * inv
+
+
+@njit(cache=True, error_model="numpy")
+def gather_3d(x, index, out):
+    """out[o, k, i] = x[o, index[o, k, i], i] for x (O, R, I), index/out (O, K, I)."""
+    n_outer, n_k, n_inner = out.shape
+    for o in range(n_outer):
+        for k in range(n_k):
+            for i in range(n_inner):
+                out[o, k, i] = x[o, index[o, k, i], i]
+
+
+@njit(cache=True, error_model="numpy")
+def scatter_add_3d(src, index, out):
+    """out[o, index[o, k, i], i] += src[o, k, i]; out (O, R, I) is pre-filled by the caller."""
+    n_outer, n_k, n_inner = src.shape
+    for o in range(n_outer):
+        for k in range(n_k):
+            for i in range(n_inner):
+                out[o, index[o, k, i], i] += src[o, k, i]
+
+
+@njit(cache=True, error_model="numpy")
+def prod_except_3d(x, out):
+    """out[o, r, i] = product of x[o, :, i] except x[o, r, i]; exact when x holds zeros."""
+    n_outer, n_red, n_inner = x.shape
+    for o in range(n_outer):
+        for i in range(n_inner):
+            acc = x[o, 0, i] - x[o, 0, i] + 1
+            for r in range(n_red):
+                out[o, r, i] = acc
+                acc *= x[o, r, i]
+            acc = x[o, 0, i] - x[o, 0, i] + 1
+            for r in range(n_red - 1, -1, -1):
+                out[o, r, i] *= acc
+                acc *= x[o, r, i]

@@ -1,0 +1,319 @@
+"""Elementwise ops: dtype promotion, broadcasting, kernel launch and the generic backward node.
+
+Each entry of ``ELEMENTWISE`` becomes an ``Elementwise`` spec whose kernels are generated on
+first use. Derivative formulas become specs of their own (one fused kernel per formula) and,
+under ``create_graph``, are evaluated on Tensors so the backward is differentiable again.
+"""
+
+import ast
+
+import numpy as np
+
+from jitgrad import dtypes
+from jitgrad.autograd import grad_mode
+from jitgrad.autograd.node import Node, node_class
+from jitgrad.backends.cpu import codegen
+from jitgrad.ops._checks import broadcast_shapes, shape_str
+from jitgrad.ops.elementwise_table import ELEMENTWISE
+from jitgrad.tensor import Tensor
+
+__all__ = ["SPECS", "apply", "apply_", "cast", "copy_into", "scalar_value"]
+
+_DTYPES_BY_KIND = {
+    "arith": ("float32", "float64", "int64", "int32"),
+    "float": ("float32", "float64"),
+    "compare": ("float32", "float64", "int64", "int32", "bool"),
+    "logical": ("bool",),
+    "cast": ("float32", "float64", "int64", "int32", "bool"),
+}
+_SCALAR_TYPES = (bool, int, float)
+
+
+def _names(formula):
+    return {n.id for n in ast.walk(ast.parse(formula, mode="eval")) if isinstance(n, ast.Name)}
+
+
+class Elementwise:
+    """One elementwise formula and its lazily generated kernels."""
+
+    __slots__ = ("name", "inputs", "formula", "kind", "grads", "derivatives", "node_cls",
+                 "saves_result", "_kernels", "_module")
+
+    def __init__(self, name, inputs, formula, kind, grads=None):
+        self.name = name
+        self.inputs = tuple(inputs)
+        self.formula = formula
+        self.kind = kind
+        self.grads = grads or {}
+        self._kernels = {}
+        self._module = None
+        used = set().union(*(_names(f) for f in self.grads.values())) if self.grads else set()
+        self.saves_result = "result" in used
+        self.node_cls = None
+        self.derivatives = {n: _Derivative(self, n, f) for n, f in self.grads.items()}
+        if self.grads:
+            camel = "".join(p.capitalize() for p in name.split("_"))
+            self.node_cls = node_class(f"{camel}Backward0", _backward)
+            self.node_cls.spec = self
+
+    def kernel(self, dtype_name, mask, layout):
+        key = (dtype_name, mask, layout)
+        k = self._kernels.get(key)
+        if k is None:
+            if self._module is None:
+                source = codegen.elementwise_source(self.inputs, self.formula,
+                                                    _DTYPES_BY_KIND[self.kind])
+                self._module = codegen.load_module(self.name, source)
+            k = self._kernels[key] = getattr(self._module, codegen.kernel_name(dtype_name, mask, layout))
+        return k
+
+
+class _Derivative:
+    """d(op)/d(input) as a fused kernel (``run``) or a Tensor expression (``run_graph``)."""
+
+    __slots__ = ("identity", "spec", "args", "graph_fn")
+
+    def __init__(self, op, input_name, formula):
+        self.identity = formula == "g"
+        used = _names(formula) & (set(op.inputs) | {"result"})
+        self.args = tuple(n for n in (*op.inputs, "result") if n in used)
+        self.spec = Elementwise(f"{op.name}_backward_{input_name}", ("g", *self.args), formula, "float")
+        self.graph_fn = eval(f"lambda g, {', '.join(self.args) or '_'}: {formula}", _GRAPH_NAMESPACE)
+
+    def __call__(self, g, values):
+        if self.identity:
+            return g
+        args = [values[n] for n in self.args]
+        if grad_mode.is_grad_enabled():
+            return self.graph_fn(g, *args) if args else self.graph_fn(g, None)
+        return apply(self.spec, (g, *args))
+
+
+_GRAPH_NAMESPACE = {}  # filled by jitgrad.ops.methods with the public Tensor functions
+
+
+def scalar_value(value):
+    """A Python scalar from an int/float/bool or numpy scalar; TypeError otherwise."""
+    if isinstance(value, _SCALAR_TYPES):
+        return value
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    raise TypeError(f"expected a Tensor or a number, got {type(value).__name__}")
+
+
+def _category(d):
+    return 2 if d.is_floating_point else (0 if d is dtypes.bool_ else 1)
+
+
+def _compute_dtype(spec, args):
+    """PyTorch's result_type: dimensioned tensors > zero-dim tensors > Python scalars."""
+    dim_dt = zero_dt = scalar_dt = None
+    for name, a in zip(spec.inputs, args):
+        if name == "c":
+            continue
+        if isinstance(a, Tensor):
+            d = dtypes.from_numpy_dtype(a._data.dtype)
+            if a._data.ndim:
+                dim_dt = d if dim_dt is None else dtypes.promote(dim_dt, d)
+            else:
+                zero_dt = d if zero_dt is None else dtypes.promote(zero_dt, d)
+        else:
+            d = dtypes.scalar_dtype(a)
+            scalar_dt = d if scalar_dt is None else dtypes.promote(scalar_dt, d)
+    result = dim_dt
+    for d in (zero_dt, scalar_dt):
+        if d is not None and (result is None or _category(d) > _category(result)):
+            result = d if d is zero_dt or d is dtypes.bool_ else (
+                dtypes.get_default_dtype() if d.is_floating_point else dtypes.int64)
+    if spec.kind == "float" and not result.is_floating_point:
+        return dtypes.get_default_dtype()
+    if spec.kind == "logical":
+        return dtypes.bool_
+    return result
+
+
+def _strided(arrays, shape):
+    """4-D strided views of ``arrays`` broadcast to ``shape``, dims coalesced; a list of chunks."""
+    ndim = len(shape)
+    strides = []
+    for a in arrays:
+        pad = ndim - a.ndim
+        strides.append([0 if (i < pad or a.shape[i - pad] == 1) else a.strides[i - pad]
+                        for i in range(ndim)])
+    dims = [i for i in range(ndim) if shape[i] != 1]
+    sizes = [shape[i] for i in dims]
+    strides = [[s[i] for i in dims] for s in strides]
+    i = len(sizes) - 1
+    while i > 0:  # merge dim i into i-1 where every operand is contiguous across them
+        if all(s[i - 1] == s[i] * sizes[i] for s in strides):
+            sizes[i - 1] *= sizes[i]
+            del sizes[i]
+            for s in strides:
+                s[i - 1] = s[i]
+                del s[i]
+        i -= 1
+    extra = max(len(sizes) - codegen.MAX_DIMS, 0)
+    pad = [1] * (codegen.MAX_DIMS - len(sizes))
+    full = [np.lib.stride_tricks.as_strided(a, pad + sizes, [0] * len(pad) + st)
+            for a, st in zip(arrays, strides)]
+    if not extra:
+        return [full]
+    return [[f[lead] for f in full] for lead in np.ndindex(*sizes[:extra])]
+
+
+def _launch(spec, dtype_name, values, mask, out):
+    """Run the kernel: flat when every array matches ``out`` and is contiguous, else strided."""
+    arrays = [v for v in values if isinstance(v, np.ndarray)]
+    shape = out.shape
+    if out.flags.c_contiguous and all(a.shape == shape and a.flags.c_contiguous for a in arrays):
+        flat = [v.reshape(-1) if isinstance(v, np.ndarray) else v for v in values]
+        spec.kernel(dtype_name, mask, "c")(*flat, out.reshape(-1))
+        return
+    if out.size == 0:
+        return
+    kernel = spec.kernel(dtype_name, mask, "nd")
+    for chunk in _strided([*arrays, out], shape):
+        it = iter(chunk)
+        kernel(*[next(it) if isinstance(v, np.ndarray) else v for v in values], chunk[-1])
+
+
+def _prepare(spec, args):
+    """Validate and cast the inputs; returns (compute dtype, values, mask, broadcast shape)."""
+    args = [a if isinstance(a, Tensor) else scalar_value(a) for a in args]
+    compute = _compute_dtype(spec, args)
+    values, mask, shapes = [], "", []
+    for name, a in zip(spec.inputs, args):
+        if isinstance(a, Tensor):
+            d = a._data
+            want = dtypes.bool_.np if (name == "c" or spec.kind == "logical") else compute.np
+            if d.dtype != want:
+                d = cast(d, want)
+            values.append(d)
+            shapes.append(d.shape)
+            mask += "a"
+        else:
+            values.append(a)
+            mask += "s"
+    shape = shapes[0] if all(s == shapes[0] for s in shapes) else broadcast_shapes(*shapes)
+    return compute, values, mask, shape
+
+
+def copy_into(dst, src):
+    """Write ``src`` (broadcast to ``dst``'s shape, any dtype) into the array ``dst``."""
+    _launch(SPECS["copy"], _kernel_dtype(src), [src], "a", dst)
+
+
+def _kernel_dtype(array):
+    return "bool" if array.dtype.kind == "b" else array.dtype.name
+
+
+def cast(array, np_dtype):
+    """A new C-contiguous array of ``array``'s values in ``np_dtype`` (the ``copy`` kernel)."""
+    out = np.empty(array.shape, np_dtype)
+    copy_into(out, array)
+    return out
+
+
+def apply(spec, args):
+    """``spec`` applied out of place to Tensors / scalars, recording a node if grad is needed."""
+    compute, values, mask, shape = _prepare(spec, args)
+    out_dtype = np.bool_ if spec.kind == "compare" else compute.np
+    out = np.empty(shape, out_dtype)
+    _launch(spec, compute.name, values, mask, out)
+    node = None
+    if spec.node_cls is not None and grad_mode.is_grad_enabled():
+        edges = tuple(a._grad_edge() if isinstance(a, Tensor) else (None, 0) for a in args)
+        if any(e[0] is not None for e in edges):
+            saved = _saved_inputs(spec, args, values)
+            node = spec.node_cls(edges, (saved, out if spec.saves_result else None))
+    return Tensor._wrap(out, node)
+
+
+def _saved_inputs(spec, args, values):
+    """Per input: (value for formulas, original shape, original dtype)."""
+    saved = []
+    for a, v in zip(args, values):
+        if isinstance(a, Tensor):
+            t = a if a._data is v else Tensor._wrap(v)
+            saved.append((t, a._data.shape, a._data.dtype))
+        else:
+            saved.append((v, None, None))
+    return tuple(saved)
+
+
+def _backward(node, grad_output):
+    from jitgrad.ops.reduce import sum_to_shape
+
+    spec = node.spec
+    saved, result = node.saved_values()
+    values = {name: s[0] for name, s in zip(spec.inputs, saved)}
+    if result is not None:
+        values["result"] = Tensor._wrap(result, node if grad_mode.is_grad_enabled() else None)
+    grads = []
+    for name, (edge, _), (_, shape, np_dtype) in zip(spec.inputs, node.next_functions, saved):
+        if edge is None:
+            grads.append(None)
+            continue
+        gi = spec.derivatives[name](grad_output, values)
+        if gi._data.shape != shape:
+            gi = sum_to_shape(gi, shape)
+        if gi._data.dtype != np_dtype:
+            gi = gi.to(dtypes.from_numpy_dtype(np_dtype))
+        grads.append(gi)
+    return grads
+
+
+def apply_(spec, target, args):
+    """In-place ``target = spec(*args)`` (``target`` is one of args), keeping ``target``'s dtype.
+
+    Under grad mode with a graph involved, the op is recorded out of place and ``target`` takes
+    over the result's history, as PyTorch rebases an in-place op's output.
+    """
+    if not isinstance(target, Tensor):
+        raise TypeError("in-place ops need a Tensor to write into")
+    compute, values, mask, shape = _prepare(spec, args)
+    if shape != target._data.shape:
+        raise RuntimeError(
+            f"output with shape {shape_str(target._data.shape)} doesn't match the broadcast shape "
+            f"{shape_str(shape)}")
+    out_dt = dtypes.from_numpy_dtype(target._data.dtype)
+    if _category(compute) > _category(out_dt):
+        raise RuntimeError(
+            f"result type {_TORCH_NAMES[compute.name]} can't be cast to the desired output type "
+            f"{_TORCH_NAMES[out_dt.name]}")
+    records = grad_mode.is_grad_enabled() and any(
+        isinstance(a, Tensor) and a._requires_grad for a in args)
+    if records:
+        _check_inplace_on_leaf(target)
+        result = apply(spec, [_clone_for_inplace(a) if a is target else a for a in args])
+        copy_into(target._data, result._data)
+        target.grad_fn = result.grad_fn
+        target._requires_grad = True
+    else:
+        _launch(spec, compute.name, values, mask, target._data)
+    target._version[0] += 1
+    return target
+
+
+def _check_inplace_on_leaf(t):
+    if t.grad_fn is None and t._requires_grad:
+        raise RuntimeError(
+            "a leaf Variable that requires grad is being used in an in-place operation.")
+    if t._base is not None and (t._base._requires_grad or t._requires_grad):
+        raise RuntimeError(
+            "in-place operations on views of tensors that require grad are not supported; "
+            "use an out-of-place op")
+
+
+def _clone_for_inplace(t):
+    # The op's backward may read the old value, which the in-place write is about to overwrite.
+    from jitgrad.ops.shape import clone
+
+    return clone(t)
+
+
+_TORCH_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
+                "bool": "Bool"}
+
+SPECS = {name: Elementwise(name, inputs.split(), formula, kind, grads)
+         for name, (inputs, formula, kind, grads) in ELEMENTWISE.items()}

@@ -1,0 +1,136 @@
+"""Matrix products: ``matmul`` with PyTorch's 1-D, 2-D and broadcast-batched rules."""
+
+import numpy as np
+
+from jitgrad.autograd.node import node_class
+from jitgrad.backends.cpu import linalg_kernels as K
+from jitgrad.ops._checks import broadcast_shapes
+from jitgrad.ops.elementwise import cast
+from jitgrad.ops.shape import _record
+from jitgrad.tensor import Tensor
+
+__all__ = ["matmul", "mm", "bmm", "dot", "mv", "outer"]
+
+_TORCH_NAME = {"float32": "float", "float64": "double", "int64": "long", "int32": "int",
+               "bool": "bool"}
+
+
+def _matmul_backward(node, g):
+    from jitgrad.ops.reduce import sum_to_shape
+
+    a, b = node.saved_values()
+    ga = gb = None
+    if node.next_functions[0][0] is not None:
+        ga = sum_to_shape(matmul(g, b.transpose(-1, -2)), a.shape)
+    if node.next_functions[1][0] is not None:
+        gb = sum_to_shape(matmul(a.transpose(-1, -2), g), b.shape)
+    return ga, gb
+
+
+MmBackward0 = node_class("MmBackward0", _matmul_backward)
+BmmBackward0 = node_class("BmmBackward0", _matmul_backward)
+
+
+def _blas_ready(x):
+    return x if (x.flags.c_contiguous or x.flags.f_contiguous) else cast(x, x.dtype)
+
+
+def _matmul_nd(a, b):
+    """Product of operands with at least 2 dims each (batch dims broadcast)."""
+    ad, bd = a._data, b._data
+    n, k = ad.shape[-2:]
+    k2, m = bd.shape[-2:]
+    if k != k2:
+        raise RuntimeError(
+            f"mat1 and mat2 shapes cannot be multiplied ({ad.shape[-2] if ad.ndim > 1 else 1}x{k} "
+            f"and {k2}x{m})")
+    if ad.ndim == 2 and bd.ndim == 2 and ad.dtype.kind == "f":
+        out = np.empty((n, m), ad.dtype)
+        K.mm(_blas_ready(ad), _blas_ready(bd), out)
+        return _record(Tensor._wrap(out), MmBackward0, (a, b), (a, b))
+    batch = broadcast_shapes(ad.shape[:-2], bd.shape[:-2])
+    a3 = _batched(ad, batch)
+    b3 = _batched(bd, batch)
+    out = np.empty((a3.shape[0], n, m), ad.dtype)
+    (K.bmm if ad.dtype.kind == "f" else K.bmm_int)(a3, b3, out)
+    return _record(Tensor._wrap(out.reshape(batch + (n, m))), BmmBackward0, (a, b),
+                   (a, b))
+
+
+def _batched(x, batch):
+    """``x`` broadcast to ``batch`` dims as a C-contiguous (B, rows, cols) array."""
+    target = batch + x.shape[-2:]
+    if x.shape != target:
+        x = np.lib.stride_tricks.as_strided(
+            x, target, (0,) * (len(target) - x.ndim) + tuple(
+                0 if s == 1 and t != 1 else st for s, t, st in
+                zip(x.shape, target[len(target) - x.ndim:], x.strides)))
+    if not x.flags.c_contiguous:
+        x = cast(x, x.dtype)
+    return x.reshape((-1,) + target[-2:])
+
+
+def matmul(input, other):
+    """Matrix product with PyTorch's rules for 1-D (vector) and batched operands."""
+    for t in (input, other):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"matmul(): argument must be Tensor, not {type(t).__name__}")
+    a, b = input, other
+    if a._data.ndim == 0 or b._data.ndim == 0:
+        raise RuntimeError(
+            f"both arguments to matmul need to be at least 1D, but they are {a._data.ndim}D and "
+            f"{b._data.ndim}D")
+    if a._data.dtype != b._data.dtype:
+        raise RuntimeError(
+            f"expected m1 and m2 to have the same dtype, but got: {_TORCH_NAME[a.dtype.name]} != "
+            f"{_TORCH_NAME[b.dtype.name]}")
+    if a._data.dtype.kind == "b":
+        raise RuntimeError('"addmm_impl_cpu_" not implemented for \'Bool\'')
+    if a._data.ndim == 1 and b._data.ndim == 1 and a._data.shape != b._data.shape:
+        raise RuntimeError(
+            f"inconsistent tensor size, expected tensor [{a._data.shape[0]}] and src "
+            f"[{b._data.shape[0]}] to have the same number of elements, but got "
+            f"{a._data.shape[0]} and {b._data.shape[0]} elements respectively")
+    squeeze = []
+    if a._data.ndim == 1:
+        a = a.unsqueeze(0)
+        squeeze.append(-2)
+    if b._data.ndim == 1:
+        b = b.unsqueeze(-1)
+        squeeze.append(-1)
+    out = _matmul_nd(a, b)
+    for d in sorted(squeeze):
+        out = out.squeeze(d)
+    return out
+
+
+def mm(input, mat2):
+    """Product of two 2-D matrices."""
+    if input._data.ndim != 2 or mat2._data.ndim != 2:
+        raise RuntimeError("self must be a matrix")
+    return matmul(input, mat2)
+
+
+def bmm(input, mat2):
+    """Batched product of two 3-D tensors."""
+    if input._data.ndim != 3 or mat2._data.ndim != 3:
+        raise RuntimeError("batch1 must be a 3D tensor")
+    return matmul(input, mat2)
+
+
+def dot(input, other):
+    """Inner product of two 1-D tensors."""
+    if input._data.ndim != 1 or other._data.ndim != 1:
+        raise RuntimeError(
+            f"1D tensors expected, but got {input._data.ndim}D and {other._data.ndim}D tensors")
+    return matmul(input, other)
+
+
+def mv(input, vec):
+    """Matrix-vector product."""
+    return matmul(input, vec)
+
+
+def outer(input, vec2):
+    """Outer product of two 1-D tensors."""
+    return input.unsqueeze(1) * vec2.unsqueeze(0)

@@ -1,0 +1,75 @@
+"""Binds the op functions to ``Tensor`` as methods and operators: each op is written once."""
+
+import numpy as np
+
+from jitgrad import dtypes
+from jitgrad.ops import creation, elementwise, index, linalg, pointwise, reduce, shape
+
+_MODULES = (pointwise, reduce, shape, linalg)
+_NOT_METHODS = {"cat", "concat", "concatenate", "stack", "embed", "sum_to_shape"}
+_NUMBER = (bool, int, float, np.generic)
+
+
+def _operand_check(fn, reflected=False):
+    def method(self, other):
+        if not isinstance(other, (type(self), *_NUMBER)):
+            return NotImplemented
+        return fn(other, self) if reflected else fn(self, other)
+
+    return method
+
+
+def _alias_methods(Tensor):
+    p = pointwise
+    return {
+        "__add__": _operand_check(p.add), "__radd__": _operand_check(p.add, True),
+        "__sub__": _operand_check(p.sub), "__rsub__": _operand_check(p.sub, True),
+        "__mul__": _operand_check(p.mul), "__rmul__": _operand_check(p.mul, True),
+        "__truediv__": _operand_check(p.div), "__rtruediv__": _operand_check(p.div, True),
+        "__pow__": _operand_check(p.pow), "__rpow__": _operand_check(p.pow, True),
+        "__matmul__": _operand_check(linalg.matmul), "__rmatmul__": _operand_check(linalg.matmul, True),
+        "__eq__": _operand_check(p.eq), "__ne__": _operand_check(p.ne),
+        "__lt__": _operand_check(p.lt), "__le__": _operand_check(p.le),
+        "__gt__": _operand_check(p.gt), "__ge__": _operand_check(p.ge),
+        "__and__": _operand_check(p.logical_and), "__or__": _operand_check(p.logical_or),
+        "__xor__": _operand_check(p.logical_xor), "__invert__": p.logical_not,
+        "__iadd__": p.add_, "__isub__": p.sub_, "__imul__": p.mul_, "__itruediv__": p.div_,
+        "__ipow__": p.pow_, "__neg__": p.neg, "__abs__": p.abs,
+        "__getitem__": index.getitem, "__setitem__": index.setitem,
+        "index_select": index.index_select, "masked_fill": index.masked_fill,
+        "take": index.take, "gather": reduce.gather,
+        "T": property(lambda self: self.permute(*reversed(range(self._data.ndim)))),
+        "mT": property(lambda self: self.transpose(-2, -1)),
+        "new_zeros": lambda self, *s, **kw: creation.zeros(*s, **{"dtype": self.dtype, **kw}),
+        "new_ones": lambda self, *s, **kw: creation.ones(*s, **{"dtype": self.dtype, **kw}),
+        "new_tensor": lambda self, d, **kw: creation.tensor(d, **{"dtype": self.dtype, **kw}),
+        "new_full": lambda self, s, v, **kw: creation.full(s, v, **{"dtype": self.dtype, **kw}),
+        "new_empty": lambda self, *s, **kw: creation.empty(*s, **{"dtype": self.dtype, **kw}),
+        "cpu": lambda self: self,
+        "float": lambda self: shape.to(self, dtypes.float32),
+        "double": lambda self: shape.to(self, dtypes.float64),
+        "long": lambda self: shape.to(self, dtypes.int64),
+        "int": lambda self: shape.to(self, dtypes.int32),
+        "bool": lambda self: shape.to(self, dtypes.bool_),
+        "type": lambda self, dtype=None: (f"jitgrad.{_TYPE_NAMES[self.dtype.name]}"
+                                          if dtype is None else self.to(dtype)),
+    }
+
+
+_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor",
+               "int32": "IntTensor", "bool": "BoolTensor"}
+
+
+def bind(Tensor):
+    """Attach every public op as a Tensor method and fill the formula namespace."""
+    for module in _MODULES:
+        for name in module.__all__:
+            if name not in _NOT_METHODS:
+                setattr(Tensor, name, getattr(module, name))
+    for name, fn in _alias_methods(Tensor).items():
+        setattr(Tensor, name, fn)
+    Tensor.__hash__ = object.__hash__  # __eq__ is elementwise, identity stays the hash
+    elementwise._GRAPH_NAMESPACE.update(
+        {n: getattr(pointwise, n) for n in ("where", "exp", "log", "sqrt", "tanh", "sigmoid",
+                                             "sin", "cos", "maximum", "minimum", "logical_not",
+                                             "isnan")})

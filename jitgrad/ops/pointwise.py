@@ -1,0 +1,195 @@
+"""Public elementwise functions with PyTorch's signatures, and their in-place variants."""
+
+import numpy as np
+
+from jitgrad.autograd import grad_mode
+from jitgrad.autograd.node import node_class
+from jitgrad.ops import elementwise as ew
+from jitgrad.ops._checks import shape_str
+from jitgrad.tensor import Tensor
+
+_S = ew.SPECS
+
+__all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "pow",
+           "neg", "negative", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh",
+           "sigmoid", "relu", "sign", "square", "reciprocal", "clamp", "clip", "maximum",
+           "minimum", "where", "eq", "ne", "lt", "le", "gt", "ge", "isnan", "logical_and",
+           "logical_or", "logical_xor", "logical_not", "add_", "sub_", "mul_", "div_", "pow_",
+           "clamp_", "neg_", "exp_", "log_", "sqrt_", "tanh_", "sigmoid_", "relu_", "abs_",
+           "zero_", "fill_", "copy_", "masked_fill_", "equal", "allclose", "isclose"]
+
+
+def _unary(name):
+    spec = _S[name]
+
+    def fn(input):
+        return ew.apply(spec, (input,))
+
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise ``{spec.formula}``."
+    return fn
+
+
+def _binary(name):
+    spec = _S[name]
+
+    def fn(input, other):
+        return ew.apply(spec, (input, other))
+
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise ``{spec.formula}`` with broadcasting."
+    return fn
+
+
+def _inplace(name):
+    spec = _S[name]
+
+    def fn(input, *args):
+        return ew.apply_(spec, input, (input, *args))
+
+    fn.__name__ = name + "_"
+    fn.__doc__ = f"In-place ``{spec.formula}``."
+    return fn
+
+
+neg, exp, log, sqrt, rsqrt, sin, cos, tanh, sigmoid, relu, sign, abs, isnan, logical_not = (
+    _unary(n) for n in ("neg", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
+                        "relu", "sign", "abs", "isnan", "logical_not"))
+negative = neg
+mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or, logical_xor = (
+    _binary(n) for n in ("mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt",
+                         "ge", "logical_and", "logical_or", "logical_xor"))
+multiply, divide, true_divide = mul, div, div
+mul_, div_, pow_, neg_, exp_, log_, sqrt_, tanh_, sigmoid_, relu_, abs_ = (
+    _inplace(n) for n in ("mul", "div", "pow", "neg", "exp", "log", "sqrt", "tanh", "sigmoid",
+                          "relu", "abs"))
+
+
+def _scaled(other, alpha):
+    return other if alpha == 1 else ew.apply(_S["mul"], (other, alpha))
+
+
+def add(input, other, *, alpha=1):
+    """``input + alpha * other`` with broadcasting."""
+    return ew.apply(_S["add"], (input, _scaled(other, alpha)))
+
+
+def sub(input, other, *, alpha=1):
+    """``input - alpha * other`` with broadcasting."""
+    return ew.apply(_S["sub"], (input, _scaled(other, alpha)))
+
+
+subtract = sub
+
+
+def add_(input, other, *, alpha=1):
+    return ew.apply_(_S["add"], input, (input, _scaled(other, alpha)))
+
+
+def sub_(input, other, *, alpha=1):
+    return ew.apply_(_S["sub"], input, (input, _scaled(other, alpha)))
+
+
+def square(input):
+    return ew.apply(_S["mul"], (input, input))
+
+
+def reciprocal(input):
+    return ew.apply(_S["div"], (1.0, input))
+
+
+def _clamp_bounds(input, min, max):
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    dt = input._data.dtype
+    lo_default, hi_default = ((-np.inf, np.inf) if dt.kind == "f" else
+                              (int(np.iinfo(dt).min), int(np.iinfo(dt).max)))
+    return (lo_default if min is None else min), (hi_default if max is None else max)
+
+
+def clamp(input, min=None, max=None):
+    """Limit values to [min, max]; either bound may be None."""
+    return ew.apply(_S["clamp"], (input, *_clamp_bounds(input, min, max)))
+
+
+clip = clamp
+
+
+def clamp_(input, min=None, max=None):
+    return ew.apply_(_S["clamp"], input, (input, *_clamp_bounds(input, min, max)))
+
+
+def where(condition, input, other):
+    """``input`` where ``condition`` is True, else ``other``."""
+    if not isinstance(condition, Tensor) or condition._data.dtype != np.bool_:
+        raise RuntimeError("where expected condition to be a boolean tensor, but got a tensor "
+                           f"with dtype {getattr(condition, 'dtype', type(condition).__name__)}")
+    return ew.apply(_S["where"], (condition, input, other))
+
+
+def fill_(input, value):
+    """Set every element to ``value``."""
+    from jitgrad.ops.index import apply_fill
+
+    if grad_mode.is_grad_enabled() and input._requires_grad:
+        ew._check_inplace_on_leaf(input)
+    value = value.item() if isinstance(value, Tensor) else ew.scalar_value(value)
+    apply_fill(input._data, value)
+    input._version[0] += 1
+    return input
+
+
+def zero_(input):
+    """Set every element to zero."""
+    return fill_(input, 0)
+
+
+def _copy_backward(node, g):
+    from jitgrad.ops.reduce import sum_to_shape
+
+    src_shape = node.saved_values()
+    return g * 0, sum_to_shape(g, src_shape)
+
+
+CopyBackwards = node_class("CopyBackwards", _copy_backward)
+
+
+def copy_(input, src, non_blocking=False):
+    """Copy ``src`` (broadcast to this shape, any dtype) into ``input``."""
+    if not isinstance(src, Tensor):
+        raise TypeError(f"copy_(): argument 'src' must be Tensor, not {type(src).__name__}")
+    if np.broadcast_shapes(src._data.shape, input._data.shape) != input._data.shape:
+        raise RuntimeError(
+            f"output with shape {shape_str(input._data.shape)} doesn't match the broadcast shape "
+            f"{shape_str(np.broadcast_shapes(src._data.shape, input._data.shape))}")
+    records = grad_mode.is_grad_enabled() and (input._requires_grad or src._requires_grad)
+    if records:
+        ew._check_inplace_on_leaf(input)
+        edges = (input._grad_edge(), src._grad_edge())
+    ew.copy_into(input._data, src._data)
+    input._version[0] += 1
+    if records:
+        input.grad_fn = CopyBackwards(edges, src._data.shape)
+        input._requires_grad = True
+    return input
+
+
+def masked_fill_(input, mask, value):
+    return ew.apply_(_S["where"], input, (mask, value, input))
+
+
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """Elementwise ``|input - other| <= atol + rtol * |other|``."""
+    close = le(abs(sub(input, other)), add(abs(other) * rtol, atol))
+    if equal_nan:
+        close = logical_or(close, logical_and(isnan(input), isnan(other)))
+    return logical_or(close, eq(input, other))
+
+
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    return bool(isclose(input, other, rtol, atol, equal_nan).all())
+
+
+def equal(input, other):
+    """True when both tensors have the same shape and elements."""
+    return input.shape == other.shape and bool(eq(input, other).all())

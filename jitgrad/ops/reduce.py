@@ -1,0 +1,462 @@
+"""Reductions: every input is viewed as (outer, reduced, inner) and runs one 3-D kernel."""
+
+import builtins
+from collections import namedtuple
+
+import numpy as np
+
+from jitgrad import dtypes
+from jitgrad.autograd import grad_mode
+from jitgrad.autograd.node import node_class
+from jitgrad.backends.cpu import reduce_kernels as K
+from jitgrad.ops._checks import normalize_dim, normalize_dims
+from jitgrad.ops.elementwise import cast, copy_into
+from jitgrad.tensor import Tensor
+
+__all__ = ["sum", "mean", "prod", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std",
+           "logsumexp", "softmax", "log_softmax", "all", "any", "norm", "sum_to_shape",
+           "gather", "count_nonzero"]
+
+
+def _return_type(name):
+    base = namedtuple(name, ["values", "indices"])
+    base.__repr__ = lambda self: (f"jitgrad.return_types.{name}(\nvalues={self.values!r},\n"
+                                  f"indices={self.indices!r})")
+    return base
+
+
+_MaxResult, _MinResult = _return_type("max"), _return_type("min")
+
+
+def _contiguous(data):
+    return data if data.flags.c_contiguous else cast(data, data.dtype)
+
+
+def _view_3d(data, dims):
+    """``data`` as a C-contiguous (outer, reduced, inner) array, copying only when dims are split."""
+    shape = data.shape
+    if data.ndim == 0:
+        return data.reshape(1, 1, 1)
+    a, b = dims[0], dims[-1]
+    if dims != tuple(range(a, b + 1)):
+        keep = [d for d in range(data.ndim) if d not in dims]
+        data = _contiguous(data.transpose(keep + list(dims)))
+        n_red = int(np.prod([shape[d] for d in dims]))
+        return data.reshape(-1, n_red, 1) if data.size else data.reshape(
+            int(np.prod([shape[d] for d in keep])), n_red, 1)
+    data = _contiguous(data)
+    return data.reshape(int(np.prod(shape[:a])), int(np.prod(shape[a:b + 1])),
+                        int(np.prod(shape[b + 1:])))
+
+
+def _out_shapes(shape, dims):
+    keep = tuple(1 if d in dims else s for d, s in enumerate(shape))
+    return keep, tuple(s for d, s in enumerate(shape) if d not in dims)
+
+
+def _record(result, node_cls, inputs, saved):
+    """Attach a node to ``result`` when grad mode is on and an input needs a gradient."""
+    if grad_mode.is_grad_enabled() and builtins.any(t._requires_grad for t in inputs):
+        result.grad_fn = node_cls(tuple(t._grad_edge() for t in inputs), saved)
+        result._requires_grad = True
+    return result
+
+
+def _expand_grad(g, keep_shape, in_shape):
+    return g.reshape(keep_shape).expand(in_shape)
+
+
+def _sum_backward(node, g):
+    keep_shape, in_shape = node.saved_values()
+    return (_expand_grad(g, keep_shape, in_shape),)
+
+
+def _mean_backward(node, g):
+    keep_shape, in_shape, n = node.saved_values()
+    return (_expand_grad(g / n, keep_shape, in_shape),)
+
+
+SumBackward0 = node_class("SumBackward0", _sum_backward)
+SumBackward1 = node_class("SumBackward1", _sum_backward)
+MeanBackward0 = node_class("MeanBackward0", _mean_backward)
+MeanBackward1 = node_class("MeanBackward1", _mean_backward)
+
+
+def _sum_like(input, dim, keepdim, dtype, is_prod):
+    """Sum/product kernel launch; returns (result data, keep shape, dims)."""
+    data = input._data
+    if dtype is not None:
+        data = cast(data, dtypes.to_dtype(dtype).np)
+    dims = normalize_dims(dim, data.ndim)
+    keep_shape, out_shape = _out_shapes(data.shape, dims)
+    if data.dtype.kind == "f":
+        out = np.empty(out_shape, data.dtype)
+        K.sum_3d(_view_3d(data, dims), is_prod, out.reshape(-1, _view_3d_inner(data, dims)))
+    else:
+        out = np.empty(out_shape, np.int64)
+        K.sum_int_3d(_view_3d(data, dims), is_prod, out.reshape(-1, _view_3d_inner(data, dims)))
+    return (out.reshape(keep_shape) if keepdim else out), keep_shape, dims
+
+
+def _view_3d_inner(data, dims):
+    if data.ndim == 0 or dims != tuple(range(dims[0], dims[-1] + 1)):
+        return 1
+    return int(np.prod(data.shape[dims[-1] + 1:]))
+
+
+def sum(input, dim=None, keepdim=False, *, dtype=None):
+    """Sum over ``dim`` (all dims when None); bool and integer inputs sum to int64."""
+    out, keep_shape, _ = _sum_like(input, dim, keepdim, dtype, False)
+    node_cls = SumBackward0 if dim is None else SumBackward1
+    return _record(Tensor._wrap(out), node_cls, (input,), (keep_shape, input._data.shape))
+
+
+def mean(input, dim=None, keepdim=False, *, dtype=None):
+    """Mean over ``dim`` (all dims when None); floating point inputs only, as in PyTorch."""
+    if input._data.dtype.kind != "f" and dtype is None:
+        raise RuntimeError(
+            "mean(): could not infer output dtype. Input dtype must be either a floating point "
+            f"or complex dtype. Got: {_TORCH_NAME[input.dtype.name]}")
+    out, keep_shape, dims = _sum_like(input, dim, keepdim, dtype, False)
+    n = int(np.prod([input._data.shape[d] for d in dims])) if input._data.ndim else 1
+    result = Tensor._wrap(out)
+    with grad_mode.no_grad():
+        result.mul_(1.0 / n) if n else result.fill_(float("nan"))
+    node_cls = MeanBackward0 if dim is None else MeanBackward1
+    return _record(result, node_cls, (input,), (keep_shape, input._data.shape, n))
+
+
+_TORCH_NAME = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
+               "bool": "Bool"}
+
+
+def _prod_backward(node, g):
+    x, keep_shape, dim = node.saved_values()
+    # NOTE: d/dx_i = product of the others, computed without dividing so zeros are exact.
+    data = x._data.reshape(-1) if dim is None else x._data
+    d = 0 if dim is None else normalize_dim(dim, data.ndim)
+    others = np.empty(data.shape, data.dtype)
+    if data.size:
+        K.prod_except_3d(_view_3d(data, (d,) if data.ndim else ()),
+                         others.reshape(_view_3d(data, (d,) if data.ndim else ()).shape))
+    return (g.reshape(keep_shape) * Tensor._wrap(others.reshape(x._data.shape)),)
+
+
+ProdBackward0 = node_class("ProdBackward0", _prod_backward)
+ProdBackward1 = node_class("ProdBackward1", _prod_backward)
+
+
+def prod(input, dim=None, keepdim=False, *, dtype=None):
+    """Product over one ``dim`` (all elements when None)."""
+    if dim is not None and not isinstance(dim, int):
+        raise TypeError("prod(): argument 'dim' must be int")
+    out, keep_shape, _ = _sum_like(input, dim, keepdim, dtype, True)
+    node_cls = ProdBackward0 if dim is None else ProdBackward1
+    return _record(Tensor._wrap(out), node_cls, (input,),
+                   (input.detach(), keep_shape, dim))
+
+
+def _extreme(input, dims, largest, name):
+    data = input._data
+    for d in dims:
+        if data.ndim and data.shape[d] == 0:
+            raise IndexError(
+                f"{name}(): Expected reduction dim {d} to have non-zero size.")
+    if data.size == 0 and not dims:
+        raise RuntimeError(
+            f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+            "Specify the reduction dim with the 'dim' argument.")
+    keep_shape, out_shape = _out_shapes(data.shape, dims)
+    values = np.empty(out_shape, data.dtype)
+    indices = np.empty(out_shape, np.int64)
+    inner = _view_3d_inner(data, dims)
+    K.argextreme_3d(_view_3d(data, dims), largest, values.reshape(-1, inner),
+                    indices.reshape(-1, inner))
+    return values, indices, keep_shape
+
+
+def _amax_backward(node, g):
+    from jitgrad.ops.elementwise import SPECS, apply
+
+    x, result, keep_shape, dims = node.saved_values()
+    r = Tensor._wrap(result.reshape(keep_shape))
+    mask = (x == r)
+    # NOTE: ties share the gradient evenly, as PyTorch's amax/amin and full max/min do.
+    count = sum(mask, dim=dims, keepdim=True)
+    return (apply(SPECS["where"], (mask, g.reshape(keep_shape) / count, 0)),)
+
+
+AmaxBackward0 = node_class("AmaxBackward0", _amax_backward)
+AminBackward0 = node_class("AminBackward0", _amax_backward)
+MaxBackward1 = node_class("MaxBackward1", _amax_backward)
+MinBackward1 = node_class("MinBackward1", _amax_backward)
+
+
+def _index_backward(node, g):
+    indices, dim, in_shape, keepdim = node.saved_values()
+    if not keepdim:
+        g = g.unsqueeze(dim)
+        indices = indices.unsqueeze(dim)
+    return (_scatter(g, dim, indices, in_shape),)
+
+
+MaxBackward0 = node_class("MaxBackward0", _index_backward)
+MinBackward0 = node_class("MinBackward0", _index_backward)
+
+
+def _amax_like(input, dim, keepdim, largest, node_cls, name):
+    dims = normalize_dims(None if dim == () else dim, input._data.ndim)
+    values, _, keep_shape = _extreme(input, dims, largest, name)
+    out = values.reshape(keep_shape) if keepdim else values
+    return _record(Tensor._wrap(out), node_cls, (input,),
+                   (input.detach(), values, keep_shape, dims))
+
+
+def amax(input, dim=(), keepdim=False):
+    """Maximum over ``dim`` (all dims when empty); NaN propagates."""
+    return _amax_like(input, dim, keepdim, True, AmaxBackward0, "amax")
+
+
+def amin(input, dim=(), keepdim=False):
+    """Minimum over ``dim`` (all dims when empty); NaN propagates."""
+    return _amax_like(input, dim, keepdim, False, AminBackward0, "amin")
+
+
+def _max_min(input, dim, keepdim, largest):
+    from jitgrad.ops import elementwise
+
+    name = "max" if largest else "min"
+    if isinstance(dim, Tensor):  # torch.max(a, b) is maximum
+        return elementwise.apply(elementwise.SPECS["maximum" if largest else "minimum"],
+                                 (input, dim))
+    if dim is None:
+        return _amax_like(input, None, False, largest, MaxBackward1 if largest else MinBackward1,
+                          name)
+    d = normalize_dim(dim, input._data.ndim)
+    values, indices, keep_shape = _extreme(input, (d,) if input._data.ndim else (), largest, name)
+    if keepdim:
+        values, indices = values.reshape(keep_shape), indices.reshape(keep_shape)
+    idx = Tensor._wrap(indices)
+    node_cls = MaxBackward0 if largest else MinBackward0
+    vals = _record(Tensor._wrap(values), node_cls, (input,),
+                   (idx, d, input._data.shape, keepdim))
+    return (_MaxResult if largest else _MinResult)(vals, idx)
+
+
+def max(input, dim=None, keepdim=False):
+    """Largest element, or ``(values, indices)`` along ``dim``, or ``maximum`` with a Tensor."""
+    return _max_min(input, dim, keepdim, True)
+
+
+def min(input, dim=None, keepdim=False):
+    """Smallest element, or ``(values, indices)`` along ``dim``, or ``minimum`` with a Tensor."""
+    return _max_min(input, dim, keepdim, False)
+
+
+def _arg(input, dim, keepdim, largest):
+    name = "argmax" if largest else "argmin"
+    if dim is None:
+        _, indices, _ = _extreme(input.reshape(-1), (0,), largest, name)
+        return Tensor._wrap(indices.reshape((1,) * input._data.ndim) if keepdim else indices)
+    d = normalize_dim(dim, input._data.ndim)
+    _, indices, keep_shape = _extreme(input, (d,) if input._data.ndim else (), largest, name)
+    return Tensor._wrap(indices.reshape(keep_shape) if keepdim else indices)
+
+
+def argmax(input, dim=None, keepdim=False):
+    """Index of the largest element (of the flattened input when ``dim`` is None)."""
+    return _arg(input, dim, keepdim, True)
+
+
+def argmin(input, dim=None, keepdim=False):
+    """Index of the smallest element (of the flattened input when ``dim`` is None)."""
+    return _arg(input, dim, keepdim, False)
+
+
+def all(input, dim=None, keepdim=False):
+    """True where every element along ``dim`` is nonzero."""
+    b = input if input._data.dtype == np.bool_ else input.ne(0)
+    if b._data.size == 0:
+        return _empty_logical(b, dim, keepdim, True)
+    return amin(b, () if dim is None else dim, keepdim)
+
+
+def any(input, dim=None, keepdim=False):
+    """True where some element along ``dim`` is nonzero."""
+    b = input if input._data.dtype == np.bool_ else input.ne(0)
+    if b._data.size == 0:
+        return _empty_logical(b, dim, keepdim, False)
+    return amax(b, () if dim is None else dim, keepdim)
+
+
+def _empty_logical(b, dim, keepdim, value):
+    dims = normalize_dims(dim, b._data.ndim)
+    keep_shape, out_shape = _out_shapes(b._data.shape, dims)
+    return Tensor._wrap(np.full(keep_shape if keepdim else out_shape, value))
+
+
+def count_nonzero(input, dim=None):
+    """Number of nonzero elements along ``dim``."""
+    return sum(input.ne(0), dim)
+
+
+def var(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
+    """Variance over ``dim`` with Bessel's ``correction`` (``unbiased=False`` means 0)."""
+    if isinstance(correction, bool):  # x.var(0, False): legacy positional ``unbiased``
+        unbiased, correction = correction, 1
+    if unbiased is not None:
+        correction = 1 if unbiased else 0
+    dims = normalize_dims(dim, input._data.ndim)
+    n = int(np.prod([input._data.shape[d] for d in dims])) if input._data.ndim else 1
+    centered = input - mean(input, dims, keepdim=True)
+    return sum(centered * centered, dims, keepdim) / builtins.max(n - correction, 0)
+
+
+def std(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
+    """Standard deviation: ``sqrt(var(...))``."""
+    return var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased).sqrt()
+
+
+def logsumexp(input, dim, keepdim=False):
+    """``log(sum(exp(x)))`` over ``dim``, shifted by the max so it never overflows."""
+    from jitgrad.ops import elementwise
+
+    x = input if input._data.dtype.kind == "f" else input.float()
+    dims = normalize_dims(dim, x._data.ndim)
+    m = amax(x.detach(), dims, keepdim=True)
+    m = elementwise.apply(elementwise.SPECS["where"], (m.abs().eq(float("inf")), 0.0, m))
+    out = sum((x - m).exp(), dims, keepdim=True).log() + m
+    return out if keepdim else out.squeeze(dims) if dims else out
+
+
+def _softmax_backward(node, g):
+    result, dim = node.saved_values()
+    y = Tensor._wrap(result, node if grad_mode.is_grad_enabled() else None)
+    return (y * (g - sum(g * y, dim, keepdim=True)),)
+
+
+def _log_softmax_backward(node, g):
+    result, dim = node.saved_values()
+    y = Tensor._wrap(result, node if grad_mode.is_grad_enabled() else None)
+    return (g - y.exp() * sum(g, dim, keepdim=True),)
+
+
+SoftmaxBackward0 = node_class("SoftmaxBackward0", _softmax_backward)
+LogSoftmaxBackward0 = node_class("LogSoftmaxBackward0", _log_softmax_backward)
+
+
+def _softmax_like(input, dim, dtype, take_log, node_cls):
+    x = input if dtype is None else input.to(dtypes.to_dtype(dtype))
+    if x._data.dtype.kind != "f":
+        x = x.float()
+    d = normalize_dim(dim, x._data.ndim)
+    data = x._data
+    out = np.empty(data.shape, data.dtype)
+    if data.size:
+        K.softmax_3d(_view_3d(data, (d,) if data.ndim else ()), take_log,
+                     out.reshape(_view_3d(data, (d,) if data.ndim else ()).shape))
+    return _record(Tensor._wrap(out), node_cls, (x,), (out, d))
+
+
+def softmax(input, dim, dtype=None):
+    """``exp(x) / sum(exp(x))`` along ``dim``."""
+    return _softmax_like(input, dim, dtype, False, SoftmaxBackward0)
+
+
+def log_softmax(input, dim, dtype=None):
+    """``x - logsumexp(x)`` along ``dim``, computed in one stable pass."""
+    return _softmax_like(input, dim, dtype, True, LogSoftmaxBackward0)
+
+
+def norm(input, p="fro", dim=None, keepdim=False):
+    """Vector p-norm over ``dim`` (2-norm, ``"fro"``, ``inf``, ``-inf`` or any p > 0)."""
+    x = input.abs()
+    if p in ("fro", 2, 2.0):
+        return sum(x * x, dim, keepdim).sqrt()
+    if p == float("inf"):
+        return amax(x, () if dim is None else dim, keepdim)
+    if p == float("-inf"):
+        return amin(x, () if dim is None else dim, keepdim)
+    if p == 1:
+        return sum(x, dim, keepdim)
+    if p == 0:
+        return sum(x.ne(0).to(input.dtype), dim, keepdim)
+    return sum(x ** p, dim, keepdim) ** (1.0 / p)
+
+
+def sum_to_shape(t, shape):
+    """Sum a broadcast gradient back to ``shape`` (leading dims dropped, size-1 dims kept)."""
+    lead = t._data.ndim - len(shape)
+    dims = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and t._data.shape[lead + i] != 1)
+    if dims:
+        t = sum(t, dims, keepdim=True)
+    return t.reshape(shape)
+
+
+def _gather_backward(node, g):
+    index, dim, in_shape = node.saved_values()
+    return (_scatter(g, dim, index, in_shape),)
+
+
+GatherBackward0 = node_class("GatherBackward0", _gather_backward)
+
+
+def _scatter_backward(node, g):
+    index, dim = node.saved_values()
+    return (gather(g, dim, index),)
+
+
+ScatterAddBackward0 = node_class("ScatterAddBackward0", _scatter_backward)
+
+
+def _check_index(input, dim, index):
+    if index._data.dtype != np.int64:
+        raise RuntimeError(f"gather(): Expected dtype int64 for index, got {index.dtype}")
+    if index._data.ndim != input._data.ndim:
+        raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
+    size = input._data.shape[dim] if input._data.ndim else 1
+    if index._data.size and (index._data.min() < 0 or index._data.max() >= size):
+        bad = index._data[(index._data < 0) | (index._data >= size)].flat[0]
+        raise IndexError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
+
+
+def _split_3d(shape, dim):
+    return (int(np.prod(shape[:dim])), shape[dim] if shape else 1, int(np.prod(shape[dim + 1:])))
+
+
+def gather(input, dim, index):
+    """``out[..., k, ...] = input[..., index[..., k, ...], ...]`` along ``dim``."""
+    d = normalize_dim(dim, input._data.ndim)
+    _check_index(input, d, index)
+    for i, (a, b) in enumerate(zip(index._data.shape, input._data.shape)):
+        if i != d and a > b:
+            raise RuntimeError(
+                f"Size does not match at dimension {i} expected index {list(index.shape)} to be "
+                f"no larger than self {list(input.shape)} apart from dimension {d}")
+    idx = _contiguous(index._data)
+    # gather reads input only where index reaches in the other dims
+    x = _contiguous(input._data[_index_region(idx.shape, d)])
+    out = np.empty(idx.shape, x.dtype)
+    K.gather_3d(x.reshape(_split_3d(x.shape, d)), idx.reshape(_split_3d(idx.shape, d)),
+                out.reshape(_split_3d(idx.shape, d)))
+    return _record(Tensor._wrap(out), GatherBackward0, (input,), (index, d, input._data.shape))
+
+
+def _index_region(index_shape, dim):
+    return tuple(slice(None) if i == dim else slice(0, n) for i, n in enumerate(index_shape))
+
+
+def _scatter(src, dim, index, shape):
+    """A zeros tensor of ``shape`` with ``src`` added at ``index`` along ``dim`` (differentiable)."""
+    out = np.zeros(shape, src._data.dtype)
+    region = out[_index_region(src._data.shape, dim)]
+    target = region if region.flags.c_contiguous else np.zeros(region.shape, out.dtype)
+    if src._data.size:
+        s = _contiguous(src._data)
+        K.scatter_add_3d(s.reshape(_split_3d(s.shape, dim)),
+                         _contiguous(index._data).reshape(_split_3d(s.shape, dim)),
+                         target.reshape(_split_3d(target.shape, dim)))
+        if target is not region:
+            copy_into(region, target)
+    return _record(Tensor._wrap(out), ScatterAddBackward0, (src,), (index, dim))

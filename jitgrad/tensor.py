@@ -1,0 +1,257 @@
+"""``Tensor``: a numpy buffer plus dtype, device and autograd fields.
+
+Operators and methods are the functions of ``jitgrad.ops`` bound at the bottom of this module,
+so each is written once and serves both ``x.exp()`` and ``jitgrad.exp(x)``.
+"""
+
+import numpy as np
+
+from jitgrad import dtypes
+from jitgrad._tensor_str import format_tensor
+from jitgrad.autograd import grad_mode
+from jitgrad.autograd.node import AccumulateGrad
+from jitgrad.size import CPU, Size
+
+__all__ = ["Tensor"]
+
+
+class Tensor:
+    """A multi-dimensional array that records operations for automatic differentiation.
+
+    Example::
+
+        >>> import jitgrad
+        >>> x = jitgrad.ones(2, 2, requires_grad=True)
+        >>> (x * 3).sum().backward()
+        >>> x.grad
+        tensor([[3., 3.],
+                [3., 3.]])
+    """
+
+    __slots__ = ("_data", "_requires_grad", "grad", "grad_fn", "_version", "_base",
+                 "_grad_acc", "_retains_grad", "__weakref__")
+
+    def __init__(self, data=None, *, requires_grad=False):
+        from jitgrad.ops.creation import tensor
+
+        src = tensor([] if data is None else data, requires_grad=requires_grad)
+        self._init(src._data, None)
+        self._requires_grad = requires_grad
+
+    def _init(self, data, grad_fn):
+        self._data = data
+        self._requires_grad = grad_fn is not None
+        self.grad = None
+        self.grad_fn = grad_fn
+        self._version = [0]
+        self._base = None
+        self._grad_acc = None
+        self._retains_grad = False
+
+    @classmethod
+    def _wrap(cls, data, grad_fn=None):
+        """A tensor around an existing numpy array (no copy), as ops build their results."""
+        t = object.__new__(cls)
+        t._init(data, grad_fn)
+        return t
+
+    # --- metadata -------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return Size(self._data.shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return Size(self._data.shape)
+        from jitgrad.ops._checks import normalize_dim
+
+        return self._data.shape[normalize_dim(dim, self._data.ndim)]
+
+    @property
+    def dtype(self):
+        return dtypes.from_numpy_dtype(self._data.dtype)
+
+    @property
+    def device(self):
+        return CPU
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    def dim(self):
+        return self._data.ndim
+
+    def numel(self):
+        return self._data.size
+
+    nelement = numel
+
+    def element_size(self):
+        return self._data.itemsize
+
+    def is_contiguous(self):
+        return self._data.flags.c_contiguous
+
+    def is_floating_point(self):
+        return self._data.dtype.kind == "f"
+
+    def stride(self, dim=None):
+        strides = tuple(s // self._data.itemsize for s in self._data.strides)
+        return strides if dim is None else strides[dim]
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    # --- autograd fields --------------------------------------------------------------------
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        self.requires_grad_(flag)
+
+    def requires_grad_(self, requires_grad=True):
+        if self.grad_fn is not None and not requires_grad:
+            raise RuntimeError(
+                "you can only change requires_grad flags of leaf variables. If you want to use a "
+                "computed variable in a subgraph that doesn't require differentiation use "
+                "var_no_grad = var.detach().")
+        if requires_grad and self._data.dtype.kind != "f":
+            raise RuntimeError(
+                "only Tensors of floating point dtype can require gradients "
+                f"(got {self.dtype})")
+        self._requires_grad = bool(requires_grad) or self.grad_fn is not None
+        return self
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def data(self):
+        return Tensor._wrap(self._data)
+
+    @data.setter
+    def data(self, value):
+        self._data = value._data
+
+    def detach(self):
+        t = Tensor._wrap(self._data)
+        t._version = self._version  # a detached tensor shares storage, so shares the version
+        return t
+
+    def detach_(self):
+        if self._base is not None and self._base._requires_grad:
+            raise RuntimeError(
+                "Can't detach views in-place. Use detach() instead.")
+        self.grad_fn = None
+        self._requires_grad = False
+        return self
+
+    def retain_grad(self):
+        if not self._requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is not None and not self._retains_grad:
+            self._retains_grad = True
+            self.grad_fn.retained = self
+
+    @property
+    def retains_grad(self):
+        return self._retains_grad
+
+    def _grad_edge(self):
+        """The graph edge that gradients for this tensor flow into, as ``(node, 0)``."""
+        if self.grad_fn is not None:
+            return (self.grad_fn, 0)
+        if not self._requires_grad:
+            return (None, 0)
+        if self._grad_acc is None:
+            self._grad_acc = AccumulateGrad(self)
+        return (self._grad_acc, 0)
+
+    def _accumulate_grad(self, grad):
+        from jitgrad import ops
+
+        if grad_mode.is_grad_enabled():  # create_graph: keep the gradient's own graph
+            self.grad = grad if self.grad is None else self.grad + grad
+        elif self.grad is None:
+            self.grad = ops.clone(grad).detach()
+        else:
+            self.grad.add_(grad)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        Args:
+            gradient: d(loss)/d(self); may be omitted only for a one-element tensor.
+            retain_graph: keep saved values for another backward (defaults to create_graph).
+            create_graph: record the backward pass so it can be differentiated again.
+        """
+        from jitgrad.autograd.functional import backward
+
+        backward(self, gradient, retain_graph, create_graph, inputs)
+
+    # --- host access --------------------------------------------------------------------------
+    def item(self):
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
+        return self._data.reshape(()).item()
+
+    def tolist(self):
+        return self._data.tolist()
+
+    def numpy(self):
+        if self._requires_grad:
+            raise RuntimeError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                "instead.")
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        return self._data if dtype is None else self._data.astype(dtype)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iu" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError(
+                "Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self.item())
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        suffixes = []
+        if self.grad_fn is not None:
+            suffixes.append(f"grad_fn=<{self.grad_fn.name()}>")
+        elif self._requires_grad:
+            suffixes.append("requires_grad=True")
+        return format_tensor(self._data, self._data.dtype.name if self._data.dtype.kind != "b"
+                             else "bool", suffixes)
+
+    __str__ = __repr__
+
+
+from jitgrad.ops import methods as _methods  # noqa: E402  (ops need the Tensor class defined)
+
+_methods.bind(Tensor)
+Tensor.__module__ = "jitgrad"  # prints as <class 'jitgrad.Tensor'>, like torch.Tensor
