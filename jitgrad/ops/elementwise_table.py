@@ -37,7 +37,7 @@ ELEMENTWISE = {
     "tanh": ("x", "tanh(x)", "float", {"x": "g * (1 - result * result)"}),
     "sigmoid": ("x", "sigmoid(x)", "float", {"x": "g * result * (1 - result)"}),
     # NOTE: relu's subgradient at 0 is 0, as in PyTorch.
-    "relu": ("x", "where(x > 0, x, 0)", "arith", {"x": "where(result > 0, g, 0)"}),
+    "relu": ("x", "where(x < 0, 0, x)", "arith", {"x": "where(result > 0, g, 0)"}),
     # NOTE: clamp passes the gradient where lo <= x <= hi, bounds included, as PyTorch does.
     "clamp": ("x lo hi", "minimum(maximum(x, lo), hi)", "arith",
               {"x": "where((x >= lo) & (x <= hi), g, 0)", "lo": "where(x < lo, g, 0)",

@@ -1,0 +1,188 @@
+import threading
+
+import numpy as np
+import pytest
+
+import jitgrad
+
+
+def test_long_chain_has_no_recursion_limit():
+    x = jitgrad.ones(2, requires_grad=True)
+    y = x
+    for _ in range(20_000):
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 1.0001 ** 20_000, rtol=1e-3)
+
+
+def test_shared_subgraph_gradients_sum_once():
+    x = jitgrad.tensor([1.0, 2.0], requires_grad=True)
+    y = x * x
+    z = y + y * 3
+    z.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 8 * np.array([1.0, 2.0]))
+
+
+def test_gradients_accumulate_across_backward_calls():
+    x = jitgrad.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    (x * 2).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [5.0, 5.0])
+
+
+def test_second_backward_through_freed_graph_raises():
+    x = jitgrad.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        y.backward()
+
+
+def test_retain_graph_allows_second_backward():
+    x = jitgrad.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [4.0, 8.0])
+
+
+def test_saved_values_are_freed_after_backward():
+    x = jitgrad.tensor([1.0, 2.0], requires_grad=True)
+    y = x.exp()
+    node = y.grad_fn
+    y.sum().backward()
+    assert node.saved is None
+
+
+def test_non_scalar_backward_needs_gradient():
+    x = jitgrad.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):
+        (x * 2).backward()
+    (x * 2).backward(jitgrad.tensor([1.0, 0.5, 0.0]))
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 1.0, 0.0])
+
+
+def test_backward_on_tensor_without_grad_raises():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        jitgrad.ones(1).backward()
+
+
+def test_retain_grad_on_non_leaf():
+    x = jitgrad.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    y.retain_grad()
+    (y * y).sum().backward()
+    np.testing.assert_allclose(y.grad.numpy(), [4.0, 8.0])
+    np.testing.assert_allclose(x.grad.numpy(), [8.0, 16.0])
+
+
+def test_non_leaf_grad_is_none_without_retain():
+    x = jitgrad.ones(2, requires_grad=True)
+    y = x * 2
+    y.sum().backward()
+    assert y.grad is None and not y.is_leaf and x.is_leaf
+
+
+def test_backward_from_leaf():
+    x = jitgrad.tensor(3.0, requires_grad=True)
+    x.backward()
+    assert x.grad.item() == 1.0
+
+
+def test_create_graph_gives_second_derivative():
+    x = jitgrad.tensor([0.5, -1.0, 2.0], requires_grad=True, dtype=jitgrad.float64)
+    y = (x ** 3 + x.tanh()).sum()
+    y.backward(create_graph=True)
+    first = x.grad
+    assert first.requires_grad
+    np.testing.assert_allclose(first.detach().numpy(),
+                               3 * x.detach().numpy() ** 2 + 1 - np.tanh(x.detach().numpy()) ** 2)
+    x.grad = None
+    first.sum().backward()
+    t = np.tanh(x.detach().numpy())
+    np.testing.assert_allclose(x.grad.numpy(), 6 * x.detach().numpy() - 2 * t * (1 - t * t))
+
+
+def test_unused_branch_does_not_block_scheduler():
+    x = jitgrad.ones(2, requires_grad=True)
+    w = jitgrad.ones(2)  # no grad: its branch contributes nothing
+    y = (x * 2 + w * 3).sum()
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_no_grad_and_enable_grad():
+    x = jitgrad.ones(2, requires_grad=True)
+    with jitgrad.no_grad():
+        assert not (x * 2).requires_grad
+        with jitgrad.enable_grad():
+            assert (x * 2).requires_grad
+    assert (x * 2).requires_grad
+
+
+def test_grad_mode_decorators():
+    x = jitgrad.ones(2, requires_grad=True)
+
+    @jitgrad.no_grad()
+    def f():
+        return x * 2
+
+    @jitgrad.set_grad_enabled(False)
+    def g():
+        return x * 2
+
+    assert not f().requires_grad and not g().requires_grad
+    assert jitgrad.is_grad_enabled()
+    with jitgrad.set_grad_enabled(False):
+        assert not jitgrad.is_grad_enabled()
+    assert jitgrad.is_grad_enabled()
+
+
+def test_grad_mode_is_thread_local():
+    seen = []
+    with jitgrad.no_grad():
+        t = threading.Thread(target=lambda: seen.append(jitgrad.is_grad_enabled()))
+        t.start()
+        t.join()
+        assert not jitgrad.is_grad_enabled()
+    assert seen == [True]
+
+
+def test_detach_shares_storage_and_stops_gradients():
+    x = jitgrad.ones(2, requires_grad=True)
+    y = x * 2
+    d = y.detach()
+    assert not d.requires_grad and d.grad_fn is None
+    with jitgrad.no_grad():
+        d[0] = 7.0
+    assert y[0].item() == 7.0
+    y.detach_()
+    assert y.grad_fn is None and not y.requires_grad
+
+
+def test_requires_grad_rules():
+    with pytest.raises(RuntimeError, match="floating point"):
+        jitgrad.ones(2, dtype=jitgrad.int64, requires_grad=True)
+    y = jitgrad.ones(2, requires_grad=True) * 2
+    with pytest.raises(RuntimeError, match="leaf variables"):
+        y.requires_grad_(False)
+    a = jitgrad.ones(2)
+    assert a.requires_grad_() is a and a.requires_grad
+
+
+def test_inplace_op_on_non_leaf_keeps_correct_gradient():
+    x = jitgrad.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3
+    y.mul_(y)  # y = (3x)^2
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 18 * np.array([1.0, 2.0]))
+
+
+def test_next_functions_and_accumulate_grad():
+    x = jitgrad.ones(2, requires_grad=True)
+    y = x * 2 + 1
+    (mul_node, _), (none, _) = y.grad_fn.next_functions
+    assert y.grad_fn.name() == "AddBackward0" and mul_node.name() == "MulBackward0"
+    assert none is None
+    acc = mul_node.next_functions[0][0]
+    assert acc.name() == "AccumulateGrad" and acc.variable is x

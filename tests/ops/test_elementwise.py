@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+
+import jitgrad
+from helpers import check_op
+
+np_sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+
+# name: (op on a module's tensors, numpy reference, input shapes, (low, high) domain)
+UNARY = {
+    "neg": (lambda m, x: -x, np.negative, None),
+    "abs": (lambda m, x: m.abs(x), np.abs, None),
+    "exp": (lambda m, x: x.exp(), np.exp, None),
+    "log": (lambda m, x: m.log(x), np.log, (0.1, 3.0)),
+    "sqrt": (lambda m, x: x.sqrt(), np.sqrt, (0.1, 3.0)),
+    "rsqrt": (lambda m, x: x.rsqrt(), lambda x: 1 / np.sqrt(x), (0.1, 3.0)),
+    "sin": (lambda m, x: m.sin(x), np.sin, None),
+    "cos": (lambda m, x: x.cos(), np.cos, None),
+    "tanh": (lambda m, x: m.tanh(x), np.tanh, None),
+    "sigmoid": (lambda m, x: x.sigmoid(), np_sigmoid, None),
+    "relu": (lambda m, x: m.relu(x), lambda x: np.maximum(x, 0), None),
+    "clamp": (lambda m, x: x.clamp(-0.5, 0.7), lambda x: np.clip(x, -0.5, 0.7), None),
+    "clamp_min": (lambda m, x: m.clamp(x, min=-0.5), lambda x: np.maximum(x, -0.5), None),
+    "pow_scalar": (lambda m, x: x ** 3, lambda x: x ** 3, None),
+    "rpow": (lambda m, x: 2 ** x, lambda x: 2 ** x, None),
+    "pow_frac": (lambda m, x: x ** 0.5, np.sqrt, (0.1, 3.0)),
+    "scalar_arith": (lambda m, x: (2 - x) * 3 / (x + 5) - 1, lambda x: (2 - x) * 3 / (x + 5) - 1,
+                     None),
+    "rdiv": (lambda m, x: 1 / x, lambda x: 1 / x, (0.5, 2.0)),
+}
+
+BINARY = {
+    "add": (lambda m, x, y: x + y, np.add, None),
+    "sub": (lambda m, x, y: m.sub(x, y), np.subtract, None),
+    "mul": (lambda m, x, y: x * y, np.multiply, None),
+    "div": (lambda m, x, y: x / y, np.divide, (0.5, 2.0)),
+    "pow": (lambda m, x, y: x ** y, np.power, (0.5, 2.0)),
+    "maximum": (lambda m, x, y: m.maximum(x, y), np.maximum, None),
+    "minimum": (lambda m, x, y: m.minimum(x, y), np.minimum, None),
+    "add_alpha": (lambda m, x, y: m.add(x, y, alpha=2), lambda x, y: x + 2 * y, None),
+    "where": (lambda m, x, y: m.where(x > y, x, y * 2), lambda x, y: np.where(x > y, x, y * 2),
+              None),
+}
+
+SHAPE_PAIRS = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (2, 3)),
+               ((2, 3, 1, 2, 1), (1, 3, 4, 1, 5))]
+
+
+@pytest.mark.parametrize("name", UNARY)
+@pytest.mark.parametrize("shape", [(5,), (3, 4), (), (2, 3, 2, 2, 2)])
+def test_unary(name, shape):
+    fn, ref, domain = UNARY[name]
+    low, high = domain or (-2.0, 2.0)
+    check_op(fn, ref, [shape], low=low, high=high)
+
+
+@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("shapes", SHAPE_PAIRS)
+def test_binary_broadcasting(name, shapes):
+    fn, ref, domain = BINARY[name]
+    low, high = domain or (-2.0, 2.0)
+    check_op(fn, ref, list(shapes), low=low, high=high)
+
+
+def test_noncontiguous_inputs():
+    check_op(lambda m, x, y: (x.t() * y).tanh(), lambda x, y: np.tanh(x.T * y), [(4, 3), (3, 4)])
+    check_op(lambda m, x: x[:, ::2].exp(), lambda x: np.exp(x[:, ::2]), [(3, 6)])
+
+
+@pytest.mark.parametrize("op", ["eq", "ne", "lt", "le", "gt", "ge"])
+def test_comparisons(op):
+    a = np.array([[1, 2, 3], [4, 5, 6]], np.float32)
+    b = np.array([3, 2, 1], np.float32)
+    out = getattr(jitgrad, op)(jitgrad.tensor(a), jitgrad.tensor(b))
+    assert out.dtype == jitgrad.bool
+    assert not out.requires_grad
+    np.testing.assert_array_equal(out.numpy(), getattr(np, {"eq": "equal", "ne": "not_equal",
+                                  "lt": "less", "le": "less_equal", "gt": "greater",
+                                  "ge": "greater_equal"}[op])(a, b))
+
+
+def test_all_any():
+    t = jitgrad.tensor([[True, False], [True, True]])
+    assert t.all().item() is False and t.any().item() is True
+    np.testing.assert_array_equal(t.all(dim=1).numpy(), [False, True])
+    np.testing.assert_array_equal(jitgrad.tensor([[0.0, 1.0], [2.0, 3.0]]).any(0).numpy(),
+                                  [True, True])
+
+
+@pytest.mark.parametrize("a_dtype,b,expected", [
+    (jitgrad.float32, 2.5, jitgrad.float32),
+    (jitgrad.int64, 2.5, jitgrad.float32),
+    (jitgrad.int64, 2, jitgrad.int64),
+    (jitgrad.int32, 2, jitgrad.int32),
+    (jitgrad.bool, 2, jitgrad.int64),
+    (jitgrad.float64, 2, jitgrad.float64),
+])
+def test_scalar_promotion(a_dtype, b, expected):
+    a = jitgrad.ones(3, dtype=a_dtype)
+    assert (a * b).dtype == expected
+    assert (b + a).dtype == expected
+
+
+def test_tensor_promotion():
+    f32, f64, i64 = jitgrad.ones(2), jitgrad.ones(2, dtype=jitgrad.float64), jitgrad.ones(
+        2, dtype=jitgrad.int64)
+    assert (f32 + f64).dtype == jitgrad.float64
+    assert (f32 + i64).dtype == jitgrad.float32
+    assert (i64 / i64).dtype == jitgrad.float32
+    assert (f32 + jitgrad.tensor(1.0, dtype=jitgrad.float64)).dtype == jitgrad.float32
+    assert (i64 + jitgrad.tensor(1.5, dtype=jitgrad.float64)).dtype == jitgrad.float64
+
+
+def test_mixed_precision_gradient_dtype():
+    a = jitgrad.ones(3, requires_grad=True)
+    b = jitgrad.ones(3, dtype=jitgrad.float64, requires_grad=True)
+    (a * b).sum().backward()
+    assert a.grad.dtype == jitgrad.float32 and b.grad.dtype == jitgrad.float64
+
+
+def test_integer_arithmetic_is_exact():
+    a = jitgrad.tensor([2**40, 3, -7])
+    np.testing.assert_array_equal((a * 3 + 1).numpy(), np.array([2**40, 3, -7]) * 3 + 1)
+    np.testing.assert_array_equal(abs(a).numpy(), [2**40, 3, 7])
+
+
+def test_nan_propagates_through_maximum_and_relu():
+    x = jitgrad.tensor([float("nan"), 1.0])
+    assert np.isnan(jitgrad.maximum(x, jitgrad.tensor([0.0, 2.0])).numpy()[0])
+    assert np.isnan(x.relu().numpy()[0])  # torch.relu(nan) is nan
+    assert np.isnan(x.clamp(0, 1).numpy()[0])
+
+
+def test_division_by_zero_gives_inf_not_error():
+    out = jitgrad.tensor([1.0, -1.0, 0.0]) / 0
+    assert out.numpy()[0] == np.inf and out.numpy()[1] == -np.inf and np.isnan(out.numpy()[2])
+
+
+def test_large_tensor_matches_numpy():
+    x = np.random.default_rng(0).standard_normal(1_000_003).astype(np.float32)
+    out = (jitgrad.from_numpy(x) * 0.5 + 1).tanh().numpy()
+    np.testing.assert_allclose(out, np.tanh(x * np.float32(0.5) + 1), rtol=1e-6, atol=1e-6)

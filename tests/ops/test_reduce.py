@@ -1,0 +1,321 @@
+import math
+
+import numpy as np
+import pytest
+
+import jitgrad
+from helpers import check_op, torch
+
+INF = float("inf")
+
+# (module/tensor expression, numpy reference); each runs on a (2, 3, 4) input
+DIMS = [None, 1, -1, (0, 2), (-1, 0), (0, 1, 2)]
+
+
+def _np_axis(dim):
+    return dim if dim is None or isinstance(dim, int) else tuple(dim)
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_sum_mean(dim, keepdim):
+    ax = _np_axis(dim)
+    if dim is None:
+        check_op(lambda m, x: x.sum(), np.sum, [(2, 3, 4)])
+        check_op(lambda m, x: m.mean(x), np.mean, [(2, 3, 4)])
+        return
+    check_op(lambda m, x: x.sum(dim, keepdim=keepdim),
+             lambda x: np.sum(x, axis=ax, keepdims=keepdim), [(2, 3, 4)])
+    check_op(lambda m, x: m.mean(x, dim, keepdim),
+             lambda x: np.mean(x, axis=ax, keepdims=keepdim), [(2, 3, 4)])
+
+
+def test_sum_noncontiguous_and_0d():
+    check_op(lambda m, x: x.transpose(0, 2).sum((0, 2)),
+             lambda x: x.transpose(2, 1, 0).sum(axis=(0, 2)), [(2, 3, 4)])
+    check_op(lambda m, x: x.t().sum(0), lambda x: x.T.sum(0), [(3, 4)])
+    check_op(lambda m, x: x[:, ::2].mean(-1, keepdim=True),
+             lambda x: x[:, ::2].mean(-1, keepdims=True), [(3, 4)])
+    check_op(lambda m, x: x.sum(), np.sum, [()])
+    check_op(lambda m, x: x.sum(0), np.sum, [()])
+    check_op(lambda m, x: x.mean(-1, keepdim=True), np.mean, [()])
+
+
+def test_sum_int_and_bool_to_int64():
+    x = jitgrad.tensor([[1, 2, 3], [4, 5, 6]])
+    assert x.sum().dtype == jitgrad.int64 and x.sum().item() == 21
+    np.testing.assert_array_equal(x.sum(0).numpy(), [5, 7, 9])
+    assert x.sum(0).dtype == jitgrad.int64
+    x32 = jitgrad.tensor(np.array([2**30, 2**30, 2**30], np.int32))
+    assert x32.sum().dtype == jitgrad.int64 and x32.sum().item() == 3 * 2**30
+    b = jitgrad.tensor([[True, False, True], [True, True, True]])
+    assert b.sum().dtype == jitgrad.int64 and b.sum().item() == 5
+    np.testing.assert_array_equal(b.sum(1).numpy(), [2, 3])
+    assert x.sum(dtype=jitgrad.float64).dtype == jitgrad.float64
+    with pytest.raises(RuntimeError, match="mean"):
+        x.mean()
+
+
+def test_float32_sum_accuracy():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, 1_000_000).astype(np.float32)
+    exact = a.astype(np.float64).sum()
+    got = jitgrad.tensor(a).sum().item()
+    assert abs(got - exact) / exact < 1e-6
+    got_rows = jitgrad.tensor(a.reshape(1000, 1000)).sum(0).numpy()
+    np.testing.assert_allclose(got_rows, a.reshape(1000, 1000).astype(np.float64).sum(0),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("dim", [None, 0, -1])
+def test_prod(dim):
+    if dim is None:
+        check_op(lambda m, x: x.prod(), np.prod, [(2, 3)], low=0.5, high=1.5)
+    else:
+        check_op(lambda m, x: m.prod(x, dim), lambda x: np.prod(x, axis=dim), [(2, 3)],
+                 low=0.5, high=1.5)
+        check_op(lambda m, x: x.prod(dim, keepdim=True),
+                 lambda x: np.prod(x, axis=dim, keepdims=True), [(2, 3)], low=0.5, high=1.5)
+
+
+@pytest.mark.parametrize("values", [[[1.0, 0.0, 3.0], [2.0, 4.0, 5.0]],
+                                    [[0.0, 0.0, 3.0], [2.0, 0.0, 5.0]]])
+def test_prod_with_zeros_gradient(values):
+    a = np.array(values)
+    x = jitgrad.tensor(a, requires_grad=True)
+    x.prod().backward()
+    expected = np.array([[np.prod(np.delete(a.ravel(), i)) for i in range(a.size)]]).reshape(
+        a.shape)
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+    x.grad = None
+    x.prod(1).sum().backward()
+    expected = np.array([[np.prod(np.delete(r, i)) for i in range(3)] for r in a])
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+    x.grad = None
+    x.prod(0).sum().backward()
+    expected = a[::-1].copy()
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+
+
+def test_prod_int():
+    x = jitgrad.tensor([[1, 2, 3], [4, 5, 6]])
+    assert x.prod().item() == 720 and x.prod().dtype == jitgrad.int64
+    np.testing.assert_array_equal(x.prod(0).numpy(), [4, 10, 18])
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_min(name):
+    npf = getattr(np, name)
+    arg = getattr(np, "arg" + name)
+    check_op(lambda m, x: getattr(x, name)(), npf, [(3, 4)])
+    for dim in (0, -1):
+        check_op(lambda m, x: getattr(m, name)(x, dim).values, lambda x: npf(x, axis=dim),
+                 [(3, 4)])
+        check_op(lambda m, x: getattr(x, name)(dim=dim, keepdim=True)[0],
+                 lambda x: npf(x, axis=dim, keepdims=True), [(3, 4)])
+    a = np.array([[1.0, 5.0, 2.0], [7.0, 0.0, 7.0]], np.float32)
+    res = getattr(jitgrad.tensor(a), name)(1)
+    assert type(res).__name__ == name and res._fields == ("values", "indices")
+    values, indices = res
+    np.testing.assert_array_equal(values.numpy(), npf(a, axis=1))
+    np.testing.assert_array_equal(indices.numpy(), arg(a, axis=1))
+    assert indices.dtype == jitgrad.int64
+    kept = getattr(jitgrad.tensor(a), name)(0, keepdim=True)
+    assert kept.values.shape == (1, 3) and kept.indices.shape == (1, 3)
+    np.testing.assert_array_equal(kept.indices.numpy(), arg(a, axis=0)[None])
+    assert getattr(jitgrad.tensor(a), name)().shape == ()
+
+
+def test_max_dim_gradient_goes_to_index_only():
+    x = jitgrad.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0]], requires_grad=True)
+    v, i = x.max(1)
+    (v * jitgrad.tensor([1.0, 2.0])).sum().backward()
+    np.testing.assert_array_equal(i.numpy(), [1, 0])  # first of the ties, like torch on CPU
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 1, 0], [2, 0, 0]])
+
+
+def test_max_of_0d_and_noncontiguous():
+    x = jitgrad.tensor(3.0)
+    assert x.max().item() == 3.0
+    v, i = x.max(0)
+    assert v.item() == 3.0 and i.item() == 0 and i.shape == ()
+    check_op(lambda m, x: x.t().max(0).values, lambda x: x.T.max(0), [(3, 4)])
+
+
+@pytest.mark.parametrize("name", ["amax", "amin"])
+def test_amax_amin(name):
+    npf = getattr(np, name)
+    check_op(lambda m, x: getattr(m, name)(x), npf, [(2, 3, 4)])
+    check_op(lambda m, x: getattr(x, name)((0, 2)), lambda x: npf(x, axis=(0, 2)), [(2, 3, 4)])
+    check_op(lambda m, x: getattr(x, name)(-1, keepdim=True),
+             lambda x: npf(x, axis=-1, keepdims=True), [(2, 3, 4)])
+
+
+def test_amax_amin_ties_share_gradient():
+    a = [[1.0, 3.0, 3.0, 3.0], [2.0, 2.0, 0.0, 0.0]]
+    x = jitgrad.tensor(a, requires_grad=True)
+    x.amax(1).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [[0, 1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0, 0]])
+    x.grad = None
+    x.amin(1).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [[1, 0, 0, 0], [0, 0, 0.5, 0.5]])
+    x.grad = None
+    x.amax().backward()  # all dims: three tied maxima
+    np.testing.assert_allclose(x.grad.numpy(), [[0, 1 / 3, 1 / 3, 1 / 3], [0, 0, 0, 0]])
+    x.grad = None
+    x.max().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [[0, 1 / 3, 1 / 3, 1 / 3], [0, 0, 0, 0]])
+    if torch is not None:
+        tx = torch.tensor(a, requires_grad=True)
+        tx.amax(1).sum().backward()
+        np.testing.assert_allclose(tx.grad.numpy(), [[0, 1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0, 0]])
+
+
+def test_argmax_argmin():
+    a = np.array([[[1, 9, 2], [9, 0, 4]], [[3, 3, 8], [-1, 5, 5]]], np.float32)
+    x = jitgrad.tensor(a)
+    assert x.argmax().item() == np.argmax(a) and x.argmin().item() == np.argmin(a)
+    assert x.argmax().shape == () and x.argmax().dtype == jitgrad.int64
+    for dim in (0, 1, 2, -1):
+        np.testing.assert_array_equal(x.argmax(dim).numpy(), np.argmax(a, dim))
+        np.testing.assert_array_equal(jitgrad.argmin(x, dim).numpy(), np.argmin(a, dim))
+    assert x.argmax(1, keepdim=True).shape == (2, 1, 3)
+    np.testing.assert_array_equal(x.transpose(0, 2).argmax(0).numpy(), np.argmax(a, 2).T)
+    assert x.argmax(keepdim=True).shape == (1, 1, 1)
+    ints = jitgrad.tensor([[3, 7, 7], [1, 0, 0]])
+    np.testing.assert_array_equal(ints.argmax(1).numpy(), [1, 0])
+    np.testing.assert_array_equal(ints.argmin(1).numpy(), [0, 1])
+    if torch is not None:
+        assert x.argmax(keepdim=True).shape == torch.tensor(a).argmax(keepdim=True).shape
+
+
+@pytest.mark.parametrize("dim", [None, 1, (0, 2)])
+def test_var_std(dim):
+    ax = _np_axis(dim)
+    check_op(lambda m, x: x.var(dim), lambda x: np.var(x, axis=ax, ddof=1), [(2, 3, 4)])
+    check_op(lambda m, x: x.std(dim, correction=0, keepdim=True),
+             lambda x: np.std(x, axis=ax, keepdims=True), [(2, 3, 4)])
+    check_op(lambda m, x: m.var(x, dim, unbiased=False), lambda x: np.var(x, axis=ax),
+             [(2, 3, 4)])
+    check_op(lambda m, x: m.std(x, dim, correction=2), lambda x: np.std(x, axis=ax, ddof=2),
+             [(2, 3, 4)])
+
+
+def test_var_legacy_positional_unbiased():
+    a = np.arange(6.0).reshape(2, 3)
+    x = jitgrad.tensor(a)
+    np.testing.assert_allclose(x.var(1, False).numpy(), np.var(a, 1))
+    np.testing.assert_allclose(x.var(1, True).numpy(), np.var(a, 1, ddof=1))
+    np.testing.assert_allclose(x.std(0, True).numpy(), np.std(a, 0, ddof=1))
+
+
+def np_logsumexp(x, axis=None, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+@pytest.mark.parametrize("dim", [1, -1, (0, 2)])
+def test_logsumexp(dim):
+    check_op(lambda m, x: x.logsumexp(dim), lambda x: np_logsumexp(x, _np_axis(dim)), [(2, 3, 4)])
+    check_op(lambda m, x: m.logsumexp(x, dim, keepdim=True),
+             lambda x: np_logsumexp(x, _np_axis(dim), True), [(2, 3, 4)])
+
+
+def test_logsumexp_large_and_inf():
+    big = jitgrad.tensor([[1000.0, 1000.0], [-1000.0, 88.0]], requires_grad=True)
+    out = big.logsumexp(1)
+    np.testing.assert_allclose(out.detach().numpy(), [1000 + math.log(2), 88.0], rtol=1e-6)
+    out.sum().backward()
+    np.testing.assert_allclose(big.grad.numpy(), [[0.5, 0.5], [0.0, 1.0]], atol=1e-7)
+    x = jitgrad.tensor([[-INF, -INF], [-INF, 0.0], [INF, 1.0]])
+    np.testing.assert_array_equal(x.logsumexp(1).numpy(), [-INF, 0.0, INF])
+    if torch is not None:
+        tx = torch.tensor([[-INF, -INF], [-INF, 0.0], [INF, 1.0]])
+        np.testing.assert_array_equal(x.logsumexp(1).numpy(), tx.logsumexp(1).numpy())
+    g = jitgrad.tensor([[-INF, 0.0, 0.0]], requires_grad=True)
+    g.logsumexp(1).sum().backward()
+    np.testing.assert_allclose(g.grad.numpy(), [[0.0, 0.5, 0.5]])
+
+
+def np_softmax(x, axis):
+    e = np.exp(x - x.max(axis, keepdims=True))
+    return e / e.sum(axis, keepdims=True)
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_softmax_log_softmax(dim):
+    check_op(lambda m, x: x.softmax(dim), lambda x: np_softmax(x, dim), [(2, 3, 4)])
+    check_op(lambda m, x: m.log_softmax(x, dim), lambda x: np.log(np_softmax(x, dim)),
+             [(2, 3, 4)])
+
+
+def test_softmax_stable_noncontiguous_and_0d():
+    x = jitgrad.tensor([[1000.0, 0.0, -1000.0], [-INF, 0.0, 0.0]])
+    np.testing.assert_allclose(x.softmax(1).numpy(), [[1, 0, 0], [0, 0.5, 0.5]], atol=1e-7)
+    np.testing.assert_allclose(x.log_softmax(1).numpy()[0], [0, -1000, -2000], rtol=1e-6)
+    check_op(lambda m, x: x.t().softmax(-1), lambda x: np_softmax(x.T, -1), [(3, 4)])
+    check_op(lambda m, x: x.softmax(0), lambda x: np.ones_like(x), [()])
+    i = jitgrad.tensor([1, 2, 3])
+    assert i.softmax(0).dtype == jitgrad.float32
+
+
+def test_softmax_double_backward():
+    if torch is None:
+        pytest.skip("torch not installed")
+    a = np.random.default_rng(0).normal(size=(2, 3))
+    for name in ("softmax", "log_softmax"):
+        x = jitgrad.tensor(a, requires_grad=True)
+        (g,) = jitgrad.autograd.grad(getattr(x, name)(1)[:, 0].sum(), x, create_graph=True) \
+            if hasattr(jitgrad.autograd, "grad") else (None,)
+        if g is None:
+            pytest.skip("autograd.grad not available")
+        (g * g).sum().backward()
+        tx = torch.tensor(a, requires_grad=True)
+        (tg,) = torch.autograd.grad(getattr(tx, name)(1)[:, 0].sum(), tx, create_graph=True)
+        (tg * tg).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_all_any():
+    a = np.array([[1.0, 0.0, 2.0], [3.0, 4.0, 5.0]])
+    x = jitgrad.tensor(a)
+    assert x.all().dtype == jitgrad.bool and x.all().item() is False
+    assert x.any().item() is True
+    np.testing.assert_array_equal(x.all(1).numpy(), [False, True])
+    np.testing.assert_array_equal(x.any(0).numpy(), [True, True, True])
+    np.testing.assert_array_equal(jitgrad.all(x, 1, keepdim=True).numpy(), [[False], [True]])
+    np.testing.assert_array_equal((x > 0.5).all(dim=-1).numpy(), [False, True])
+    z = jitgrad.zeros(2, 3)
+    assert not z.any().item() and not z.bool().all().item()
+    ints = jitgrad.tensor([[0, 0], [0, 7]])
+    np.testing.assert_array_equal(ints.any(1).numpy(), [False, True])
+    empty = jitgrad.zeros(0, 3)
+    assert empty.all().item() is True and empty.any().item() is False
+    np.testing.assert_array_equal(empty.all(0).numpy(), [True, True, True])
+
+
+@pytest.mark.parametrize("p", [2, 1, INF])
+def test_norm(p):
+    ref = {2: lambda x, ax=None, kd=False: np.sqrt(np.sum(x * x, axis=ax, keepdims=kd)),
+           1: lambda x, ax=None, kd=False: np.sum(np.abs(x), axis=ax, keepdims=kd),
+           INF: lambda x, ax=None, kd=False: np.max(np.abs(x), axis=ax, keepdims=kd)}[p]
+    check_op(lambda m, x: x.norm(p), ref, [(3, 4)])
+    check_op(lambda m, x: m.norm(x, p, dim=1), lambda x: ref(x, 1), [(3, 4)])
+    check_op(lambda m, x: x.norm(p, dim=(0, 2), keepdim=True), lambda x: ref(x, (0, 2), True),
+             [(2, 3, 4)])
+
+
+def test_norm_default_is_2():
+    a = np.array([[3.0, 4.0], [6.0, 8.0]])
+    x = jitgrad.tensor(a)
+    assert x.norm().item() == pytest.approx(np.sqrt(125))
+    np.testing.assert_allclose(x.norm(dim=1).numpy(), [5, 10])
+
+
+def test_sum_to_shape():
+    g = jitgrad.tensor(np.arange(24.0).reshape(2, 3, 4))
+    out = jitgrad.sum_to_shape(g, (3, 1))
+    np.testing.assert_array_equal(out.numpy(), np.arange(24.0).reshape(2, 3, 4).sum(
+        (0, 2)).reshape(3, 1))
