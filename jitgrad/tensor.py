@@ -35,24 +35,21 @@ class Tensor:
         from jitgrad.ops.creation import tensor
 
         src = tensor([] if data is None else data, requires_grad=requires_grad)
-        self._init(src._data, None)
-        self._requires_grad = requires_grad
-
-    def _init(self, data, grad_fn):
-        self._data = data
-        self._requires_grad = grad_fn is not None
-        self.grad = None
-        self.grad_fn = grad_fn
-        self._version = [0]
-        self._base = None
-        self._grad_acc = None
-        self._retains_grad = False
+        for name in Tensor.__slots__[:-1]:
+            setattr(self, name, getattr(src, name))
 
     @classmethod
     def _wrap(cls, data, grad_fn=None):
         """A tensor around an existing numpy array (no copy), as ops build their results."""
         t = object.__new__(cls)
-        t._init(data, grad_fn)
+        t._data = data
+        t._requires_grad = grad_fn is not None
+        t.grad = None
+        t.grad_fn = grad_fn
+        t._version = [0]
+        t._base = None
+        t._grad_acc = None
+        t._retains_grad = False
         return t
 
     # --- metadata -------------------------------------------------------------------------
@@ -178,8 +175,8 @@ class Tensor:
 
         if grad_mode.is_grad_enabled():  # create_graph: keep the gradient's own graph
             self.grad = grad if self.grad is None else self.grad + grad
-        elif self.grad is None:
-            self.grad = ops.clone(grad).detach()
+        elif self.grad is None:  # a copy: the incoming buffer may be shared with other leaves
+            self.grad = Tensor._wrap(ops.elementwise.cast(grad._data, grad._data.dtype))
         else:
             self.grad.add_(grad)
 

@@ -1,12 +1,13 @@
 """``backward``: validate the roots, then hand them to the engine."""
 
+import numpy as np
+
 from jitgrad.autograd.engine import run_backward
 
 __all__ = ["backward"]
 
 
 def _root(t, grad, i):
-    from jitgrad.ops.creation import ones_like
     from jitgrad.tensor import Tensor
 
     if not t._requires_grad:
@@ -15,7 +16,7 @@ def _root(t, grad, i):
     if grad is None:
         if t._data.size != 1:
             raise RuntimeError("grad can be implicitly created only for scalar outputs")
-        grad = ones_like(t)
+        grad = Tensor._wrap(np.ones(t._data.shape, t._data.dtype))
     elif not isinstance(grad, Tensor):
         raise TypeError(f"gradient must be a Tensor, got {type(grad).__name__}")
     elif grad._data.shape != t._data.shape:

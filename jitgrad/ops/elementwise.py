@@ -11,7 +11,7 @@ import numpy as np
 
 from jitgrad import dtypes
 from jitgrad.autograd import grad_mode
-from jitgrad.autograd.node import Node, node_class
+from jitgrad.autograd.node import node_class
 from jitgrad.backends.cpu import codegen
 from jitgrad.ops._checks import broadcast_shapes, shape_str
 from jitgrad.ops.elementwise_table import ELEMENTWISE
@@ -37,7 +37,7 @@ class Elementwise:
     """One elementwise formula and its lazily generated kernels."""
 
     __slots__ = ("name", "inputs", "formula", "kind", "grads", "derivatives", "node_cls",
-                 "saves_result", "_kernels", "_module")
+                 "saves_result", "plans", "_kernels", "_module")
 
     def __init__(self, name, inputs, formula, kind, grads=None):
         self.name = name
@@ -45,12 +45,14 @@ class Elementwise:
         self.formula = formula
         self.kind = kind
         self.grads = grads or {}
+        self.plans = {}  # argument signature -> _Plan
         self._kernels = {}
         self._module = None
         used = set().union(*(_names(f) for f in self.grads.values())) if self.grads else set()
         self.saves_result = "result" in used
         self.node_cls = None
-        self.derivatives = {n: _Derivative(self, n, f) for n, f in self.grads.items()}
+        self.derivatives = tuple(_Derivative(self, n, self.grads[n]) if n in self.grads else None
+                                 for n in self.inputs)
         if self.grads:
             camel = "".join(p.capitalize() for p in name.split("_"))
             self.node_cls = node_class(f"{camel}Backward0", _backward)
@@ -64,32 +66,54 @@ class Elementwise:
                 source = codegen.elementwise_source(self.inputs, self.formula,
                                                     _DTYPES_BY_KIND[self.kind])
                 self._module = codegen.load_module(self.name, source)
-            k = self._kernels[key] = getattr(self._module, codegen.kernel_name(dtype_name, mask, layout))
+            k = getattr(self._module, codegen.kernel_name(dtype_name, mask, layout))
+            self._kernels[key] = k
         return k
 
 
-class _Derivative:
-    """d(op)/d(input) as a fused kernel (``run``) or a Tensor expression (``run_graph``)."""
+class _Plan:
+    """How to run a spec for one argument signature: compute dtype, output dtype, casts."""
 
-    __slots__ = ("identity", "spec", "args", "graph_fn")
+    __slots__ = ("compute", "out_dtype", "mask", "casts")
+
+    def __init__(self, spec, args):
+        self.compute = _compute_dtype(spec, args)
+        self.out_dtype = np.dtype(np.bool_) if spec.kind == "compare" else self.compute.np
+        self.mask = "".join("a" if isinstance(a, Tensor) else "s" for a in args)
+        casts = []
+        for name, a in zip(spec.inputs, args):
+            want = np.dtype(np.bool_) if (name == "c" or spec.kind == "logical") else self.compute.np
+            casts.append(want if isinstance(a, Tensor) and a._data.dtype != want else None)
+        self.casts = tuple(casts) if any(c is not None for c in casts) else None
+
+
+class _Derivative:
+    """d(op)/d(input): a fused kernel, or under ``create_graph`` a Tensor expression."""
+
+    __slots__ = ("identity", "spec", "arg_index", "graph_fn")
 
     def __init__(self, op, input_name, formula):
         self.identity = formula == "g"
         used = _names(formula) & (set(op.inputs) | {"result"})
-        self.args = tuple(n for n in (*op.inputs, "result") if n in used)
-        self.spec = Elementwise(f"{op.name}_backward_{input_name}", ("g", *self.args), formula, "float")
-        self.graph_fn = eval(f"lambda g, {', '.join(self.args) or '_'}: {formula}", _GRAPH_NAMESPACE)
+        names = tuple(n for n in (*op.inputs, "result") if n in used)
+        self.arg_index = tuple(op.inputs.index(n) if n != "result" else -1 for n in names)
+        self.spec = Elementwise(f"{op.name}_backward_{input_name}", ("g", *names), formula, "float")
+        self.graph_fn = eval(f"lambda {', '.join(('g',) + names)}: {formula}", _GRAPH_NAMESPACE)
 
-    def __call__(self, g, values):
+    def __call__(self, g, values, result):
         if self.identity:
             return g
-        args = [values[n] for n in self.args]
+        args = [values[i] if i >= 0 else result for i in self.arg_index]
         if grad_mode.is_grad_enabled():
-            return self.graph_fn(g, *args) if args else self.graph_fn(g, None)
+            return self.graph_fn(g, *args)
         return apply(self.spec, (g, *args))
 
 
 _GRAPH_NAMESPACE = {}  # filled by jitgrad.ops.methods with the public Tensor functions
+
+
+class UnsupportedOperand(TypeError):
+    """An argument that is neither a Tensor nor a number (operators return NotImplemented)."""
 
 
 def scalar_value(value):
@@ -98,7 +122,7 @@ def scalar_value(value):
         return value
     if isinstance(value, np.generic) and value.dtype.kind in "biuf":
         return value.item()
-    raise TypeError(f"expected a Tensor or a number, got {type(value).__name__}")
+    raise UnsupportedOperand(f"expected a Tensor or a number, got {type(value).__name__}")
 
 
 def _category(d):
@@ -162,40 +186,70 @@ def _strided(arrays, shape):
 
 
 def _launch(spec, dtype_name, values, mask, out):
-    """Run the kernel: flat when every array matches ``out`` and is contiguous, else strided."""
-    arrays = [v for v in values if isinstance(v, np.ndarray)]
+    """Run the kernel: flat when every array matches ``out`` and is contiguous, else strided.
+
+    An array input that holds one value broadcast everywhere (size 1 or all strides 0) is passed
+    as a scalar, so ``x * tensor(2.)`` and expanded gradients take the flat path.
+    """
     shape = out.shape
-    if out.flags.c_contiguous and all(a.shape == shape and a.flags.c_contiguous for a in arrays):
-        flat = [v.reshape(-1) if isinstance(v, np.ndarray) else v for v in values]
-        spec.kernel(dtype_name, mask, "c")(*flat, out.reshape(-1))
+    if not out.size:
         return
-    if out.size == 0:
+    flat = out.flags.c_contiguous
+    args = list(values)
+    kind = mask
+    for i, v in enumerate(values):
+        if type(v) is np.ndarray:
+            if v.shape == shape and v.flags.c_contiguous:
+                args[i] = v.reshape(-1)
+            elif v.size == 1 or not any(v.strides):
+                args[i] = v.item(0)
+                kind = kind[:i] + "s" + kind[i + 1:]
+            else:
+                flat = False
+    if flat:
+        kernel = spec._kernels.get((dtype_name, kind, "c")) or spec.kernel(dtype_name, kind, "c")
+        kernel(*args, out.reshape(-1))
         return
-    kernel = spec.kernel(dtype_name, mask, "nd")
+    kernel = spec.kernel(dtype_name, kind, "nd")
+    args = [v if type(v) is not np.ndarray or v.ndim == len(shape) else
+            values[i] for i, v in enumerate(args)]  # undo flattening for the strided kernel
+    arrays = [v for v in args if type(v) is np.ndarray]
     for chunk in _strided([*arrays, out], shape):
         it = iter(chunk)
-        kernel(*[next(it) if isinstance(v, np.ndarray) else v for v in values], chunk[-1])
+        kernel(*[next(it) if type(v) is np.ndarray else v for v in args], chunk[-1])
+
+
+_SCALAR_SIG = {float: "F", int: "I", bool: "B"}
 
 
 def _prepare(spec, args):
-    """Validate and cast the inputs; returns (compute dtype, values, mask, broadcast shape)."""
-    args = [a if isinstance(a, Tensor) else scalar_value(a) for a in args]
-    compute = _compute_dtype(spec, args)
-    values, mask, shapes = [], "", []
-    for name, a in zip(spec.inputs, args):
+    """Validate and cast the inputs; returns (plan, values, broadcast shape, args)."""
+    sig = ""
+    for a in args:
         if isinstance(a, Tensor):
             d = a._data
-            want = dtypes.bool_.np if (name == "c" or spec.kind == "logical") else compute.np
-            if d.dtype != want:
-                d = cast(d, want)
-            values.append(d)
-            shapes.append(d.shape)
-            mask += "a"
+            sig += d.dtype.char if d.ndim else d.dtype.char + "0"
         else:
-            values.append(a)
-            mask += "s"
-    shape = shapes[0] if all(s == shapes[0] for s in shapes) else broadcast_shapes(*shapes)
-    return compute, values, mask, shape
+            code = _SCALAR_SIG.get(type(a))
+            if code is None:
+                return _prepare(spec, tuple(a if isinstance(a, Tensor) else scalar_value(a)
+                                            for a in args))
+            sig += code
+    plan = spec.plans.get(sig)
+    if plan is None:
+        plan = spec.plans[sig] = _Plan(spec, args)
+    values = [a._data if isinstance(a, Tensor) else a for a in args]
+    if plan.casts is not None:
+        values = [v if c is None else cast(v, c) for v, c in zip(values, plan.casts)]
+    shape = None
+    for v in values:
+        if type(v) is np.ndarray:
+            if shape is None:
+                shape = v.shape
+            elif v.shape != shape:
+                shape = broadcast_shapes(*[v.shape for v in values if type(v) is np.ndarray])
+                break
+    return plan, values, shape, args
 
 
 def copy_into(dst, src):
@@ -216,49 +270,42 @@ def cast(array, np_dtype):
 
 def apply(spec, args):
     """``spec`` applied out of place to Tensors / scalars, recording a node if grad is needed."""
-    compute, values, mask, shape = _prepare(spec, args)
-    out_dtype = np.bool_ if spec.kind == "compare" else compute.np
-    out = np.empty(shape, out_dtype)
-    _launch(spec, compute.name, values, mask, out)
-    node = None
+    plan, values, shape, args = _prepare(spec, args)
+    out = np.empty(shape, plan.out_dtype)
+    _launch(spec, plan.compute.name, values, plan.mask, out)
     if spec.node_cls is not None and grad_mode.is_grad_enabled():
-        edges = tuple(a._grad_edge() if isinstance(a, Tensor) else (None, 0) for a in args)
-        if any(e[0] is not None for e in edges):
-            saved = _saved_inputs(spec, args, values)
-            node = spec.node_cls(edges, (saved, out if spec.saves_result else None))
-    return Tensor._wrap(out, node)
+        for a in args:
+            if isinstance(a, Tensor) and a._requires_grad:
+                edges = tuple(a._grad_edge() if isinstance(a, Tensor) else _NO_EDGE for a in args)
+                cast_values = None if plan.casts is None else tuple(
+                    Tensor._wrap(v) if c is not None else a
+                    for a, v, c in zip(args, values, plan.casts))
+                saved = (args, cast_values, out if spec.saves_result else None)
+                return Tensor._wrap(out, spec.node_cls(edges, saved))
+    return Tensor._wrap(out)
 
 
-def _saved_inputs(spec, args, values):
-    """Per input: (value for formulas, original shape, original dtype)."""
-    saved = []
-    for a, v in zip(args, values):
-        if isinstance(a, Tensor):
-            t = a if a._data is v else Tensor._wrap(v)
-            saved.append((t, a._data.shape, a._data.dtype))
-        else:
-            saved.append((v, None, None))
-    return tuple(saved)
+_NO_EDGE = (None, 0)
 
 
 def _backward(node, grad_output):
     from jitgrad.ops.reduce import sum_to_shape
 
     spec = node.spec
-    saved, result = node.saved_values()
-    values = {name: s[0] for name, s in zip(spec.inputs, saved)}
+    args, cast_values, result = node.saved_values()
+    values = cast_values or args
     if result is not None:
-        values["result"] = Tensor._wrap(result, node if grad_mode.is_grad_enabled() else None)
+        result = Tensor._wrap(result, node if grad_mode.is_grad_enabled() else None)
     grads = []
-    for name, (edge, _), (_, shape, np_dtype) in zip(spec.inputs, node.next_functions, saved):
+    for a, (edge, _), derivative in zip(args, node.next_functions, spec.derivatives):
         if edge is None:
             grads.append(None)
             continue
-        gi = spec.derivatives[name](grad_output, values)
-        if gi._data.shape != shape:
-            gi = sum_to_shape(gi, shape)
-        if gi._data.dtype != np_dtype:
-            gi = gi.to(dtypes.from_numpy_dtype(np_dtype))
+        gi = derivative(grad_output, values, result)
+        if gi._data.shape != a._data.shape:
+            gi = sum_to_shape(gi, a._data.shape)
+        if gi._data.dtype != a._data.dtype:
+            gi = gi.to(dtypes.from_numpy_dtype(a._data.dtype))
         grads.append(gi)
     return grads
 
@@ -271,7 +318,8 @@ def apply_(spec, target, args):
     """
     if not isinstance(target, Tensor):
         raise TypeError("in-place ops need a Tensor to write into")
-    compute, values, mask, shape = _prepare(spec, args)
+    plan, values, shape, args = _prepare(spec, args)
+    compute = plan.compute
     if shape != target._data.shape:
         raise RuntimeError(
             f"output with shape {shape_str(target._data.shape)} doesn't match the broadcast shape "
@@ -290,7 +338,7 @@ def apply_(spec, target, args):
         target.grad_fn = result.grad_fn
         target._requires_grad = True
     else:
-        _launch(spec, compute.name, values, mask, target._data)
+        _launch(spec, compute.name, values, plan.mask, target._data)
     target._version[0] += 1
     return target
 

@@ -1,21 +1,26 @@
 """Binds the op functions to ``Tensor`` as methods and operators: each op is written once."""
 
-import numpy as np
-
 from jitgrad import dtypes
 from jitgrad.ops import creation, elementwise, index, linalg, pointwise, reduce, shape
 
 _MODULES = (pointwise, reduce, shape, linalg)
 _NOT_METHODS = {"cat", "concat", "concatenate", "stack", "embed", "sum_to_shape"}
-_NUMBER = (bool, int, float, np.generic)
 
 
 def _operand_check(fn, reflected=False):
-    def method(self, other):
-        if not isinstance(other, (type(self), *_NUMBER)):
-            return NotImplemented
-        return fn(other, self) if reflected else fn(self, other)
-
+    """An operator method that returns NotImplemented for operands jitgrad can't take."""
+    if reflected:
+        def method(self, other):
+            try:
+                return fn(other, self)
+            except elementwise.UnsupportedOperand:
+                return NotImplemented
+    else:
+        def method(self, other):
+            try:
+                return fn(self, other)
+            except elementwise.UnsupportedOperand:
+                return NotImplemented
     return method
 
 
