@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+
+import jitgrad
+
+
+def _t(values, **kw):
+    return jitgrad.tensor(values, **kw)
+
+
+@pytest.mark.parametrize("method,arg,expected", [
+    ("add_", 2.0, [3.0, 4.0]),
+    ("sub_", 0.5, [0.5, 1.5]),
+    ("mul_", 3.0, [3.0, 6.0]),
+    ("div_", 4.0, [0.25, 0.5]),
+    ("fill_", 7.0, [7.0, 7.0]),
+])
+def test_inplace_scalar_ops(method, arg, expected):
+    x = _t([1.0, 2.0])
+    before = x._version[0]
+    out = getattr(x, method)(arg)
+    assert out is x
+    np.testing.assert_allclose(x.numpy(), expected)
+    assert x._version[0] == before + 1
+
+
+def test_inplace_operators_and_broadcasting():
+    x = jitgrad.ones(2, 3)
+    x += _t([1.0, 2.0, 3.0])
+    x -= 1
+    x *= 2
+    x /= _t([[1.0], [2.0]])
+    np.testing.assert_allclose(x.numpy(), [[2.0, 4.0, 6.0], [1.0, 2.0, 3.0]])
+
+
+def test_inplace_add_with_alpha_and_tensor():
+    x = _t([1.0, 2.0])
+    x.add_(_t([1.0, 1.0]), alpha=-2)
+    np.testing.assert_allclose(x.numpy(), [-1.0, 0.0])
+
+
+def test_zero_clamp_copy():
+    x = _t([[-2.0, 0.5], [3.0, 1.0]])
+    x.clamp_(-1, 1)
+    np.testing.assert_allclose(x.numpy(), [[-1.0, 0.5], [1.0, 1.0]])
+    x.copy_(_t([5.0, 6.0]))
+    np.testing.assert_allclose(x.numpy(), [[5.0, 6.0], [5.0, 6.0]])
+    x.copy_(_t([[1, 2], [3, 4]]))  # copy_ converts dtypes
+    np.testing.assert_allclose(x.numpy(), [[1.0, 2.0], [3.0, 4.0]])
+    x.zero_()
+    np.testing.assert_array_equal(x.numpy(), np.zeros((2, 2)))
+
+
+def test_inplace_on_non_contiguous_view_writes_base():
+    base = jitgrad.zeros(3, 4)
+    base.t()[1].add_(5.0)  # column 1 of base
+    expected = np.zeros((3, 4))
+    expected[:, 1] = 5
+    np.testing.assert_allclose(base.numpy(), expected)
+
+
+def test_int_tensor_keeps_dtype_and_rejects_float_result():
+    x = _t([1, 2])
+    x += 3
+    assert x.dtype == jitgrad.int64
+    np.testing.assert_array_equal(x.numpy(), [4, 5])
+    with pytest.raises(RuntimeError, match="can't be cast to the desired output type Long"):
+        x += 1.5
+    np.testing.assert_array_equal(x.numpy(), [4, 5])
+
+
+def test_inplace_broadcast_mismatch_raises_and_leaves_input():
+    x = jitgrad.ones(3)
+    with pytest.raises(RuntimeError, match=r"output with shape \[3\] doesn't match the broadcast "
+                                           r"shape \[2, 3\]"):
+        x.add_(jitgrad.ones(2, 3))
+    np.testing.assert_array_equal(x.numpy(), np.ones(3))
+
+
+def test_inplace_on_leaf_requiring_grad_raises_outside_no_grad():
+    w = jitgrad.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        w.add_(1)
+    with jitgrad.no_grad():
+        w.sub_(0.5)  # what an optimizer does
+    np.testing.assert_allclose(w.detach().numpy(), [0.5, 0.5])
+    assert w.grad_fn is None and w.requires_grad
+
+
+def test_inplace_on_non_leaf_records_the_op():
+    x = _t([1.0, 2.0], requires_grad=True)
+    y = x * 1
+    y.add_(x)  # y = 2x
+    assert y.grad_fn.name() == "AddBackward0"
+    y.exp_()  # y = exp(2x)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.exp(2 * np.array([1.0, 2.0])), rtol=1e-6)
+
+
+def test_inplace_matches_torch():
+    torch = pytest.importorskip("torch")
+    for mod in (jitgrad, torch):
+        x = mod.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        y = x * 2
+        y.mul_(x).sub_(1).clamp_(0, 10)
+        y.sum().backward()
+        if mod is jitgrad:
+            ours = (y.detach().numpy().copy(), x.grad.numpy().copy())
+        else:
+            np.testing.assert_allclose(ours[0], y.detach().numpy())
+            np.testing.assert_allclose(ours[1], x.grad.numpy())

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+import jitgrad
+
+
+def test_metadata():
+    x = jitgrad.zeros(2, 3)
+    assert x.shape == (2, 3) and repr(x.shape) == "jitgrad.Size([2, 3])"
+    assert x.size() == (2, 3) and x.size(1) == 3 and x.size(-1) == 3
+    assert x.dim() == 2 and x.ndim == 2 and x.numel() == 6 and len(x) == 2
+    assert x.dtype == jitgrad.float32 and repr(x.dtype) == "jitgrad.float32"
+    assert str(x.device) == "cpu" and repr(x.device) == "device(type='cpu')"
+    assert x.T.shape == (3, 2) and x.is_leaf and x.grad is None and x.grad_fn is None
+    assert str(type(x)) == "<class 'jitgrad.Tensor'>"
+
+
+def test_host_access():
+    x = jitgrad.tensor([[1.5, 2.0], [3.0, 4.0]])
+    assert x[0, 0].item() == 1.5 and isinstance(x.sum().item(), float)
+    assert x.tolist() == [[1.5, 2.0], [3.0, 4.0]]
+    assert np.asarray(x).shape == (2, 2) and x.numpy().dtype == np.float32
+    assert float(x[1, 1]) == 4.0 and int(jitgrad.tensor(3)) == 3
+    assert [row.tolist() for row in x] == [[1.5, 2.0], [3.0, 4.0]]
+    with pytest.raises(RuntimeError, match="cannot be converted to Scalar"):
+        x.item()
+    with pytest.raises(RuntimeError, match="ambiguous"):
+        bool(x)
+    with pytest.raises(RuntimeError, match="Use tensor.detach"):
+        jitgrad.ones(1, requires_grad=True).numpy()
+
+
+def test_data_is_detached_and_shares_storage():
+    x = jitgrad.ones(2, requires_grad=True)
+    d = x.data
+    assert not d.requires_grad
+    d.mul_(3)
+    np.testing.assert_allclose(x.detach().numpy(), [3.0, 3.0])
+
+
+def test_norm_matches_numpy():
+    v = np.array([3.0, -4.0, 12.0], np.float32)
+    assert jitgrad.tensor(v).norm().item() == pytest.approx(13.0)
+    assert jitgrad.tensor(v).norm(p=1).item() == pytest.approx(19.0)
+
+
+@pytest.mark.parametrize("make,expected", [
+    (lambda: jitgrad.tensor([1, 2]), "tensor([1, 2])"),
+    (lambda: jitgrad.tensor([1, 2], dtype=jitgrad.int32), "tensor([1, 2], dtype=jitgrad.int32)"),
+    (lambda: jitgrad.tensor([True, False]), "tensor([ True, False])"),
+    (lambda: jitgrad.tensor([1.5], dtype=jitgrad.float64), "tensor([1.5000], dtype=jitgrad.float64)"),
+    (lambda: jitgrad.tensor(2.0, requires_grad=True) * 2, "tensor(4., grad_fn=<MulBackward0>)"),
+    (lambda: jitgrad.zeros(0, 3), "tensor([], size=(0, 3))"),
+])
+def test_repr(make, expected):
+    assert repr(make()) == expected
+
+
+def test_hash_is_identity_and_eq_is_elementwise():
+    a, b = jitgrad.ones(2), jitgrad.ones(2)
+    assert len({a, b}) == 2
+    assert (a == b).all().item()
