@@ -1,4 +1,4 @@
-"""Tensor creation: from data, filled, ranges and random values (numpy allocates, as the design says)."""
+"""Tensor creation: from data, filled, ranges and random values (numpy allocates)."""
 
 import builtins
 
@@ -8,10 +8,10 @@ from jitgrad import dtypes
 from jitgrad.size import device as _device
 from jitgrad.tensor import Tensor
 
-__all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange",
-           "linspace", "eye", "rand", "randn", "randint", "randperm", "zeros_like", "ones_like",
-           "full_like", "empty_like", "rand_like", "randn_like", "randint_like", "manual_seed",
-           "seed", "is_tensor", "numel"]
+__all__ = ["arange", "as_tensor", "empty", "empty_like", "eye", "from_numpy", "full", "full_like",
+           "is_tensor", "linspace", "manual_seed", "numel", "ones", "ones_like", "rand",
+           "rand_like", "randint", "randint_like", "randn", "randn_like", "randperm", "seed",
+           "tensor", "zeros", "zeros_like"]
 
 _rng = np.random.default_rng()
 
@@ -48,6 +48,8 @@ def _finish(data, requires_grad, device=None):
 
 
 def _sizes(size):
+    if not size:
+        raise TypeError("missing 1 required positional arguments: \"size\"")
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
     for s in size:
@@ -88,9 +90,11 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     """
     if isinstance(data, Tensor):
         src = data._data
-    elif isinstance(data, np.ndarray):
-        src = data
+    elif isinstance(data, (np.ndarray, np.generic)):  # numpy scalars keep their dtype too
+        src = np.asarray(data)
         dtypes.from_numpy_dtype(src.dtype)
+    elif data is None:
+        raise RuntimeError("Could not infer dtype of NoneType")
     else:
         try:
             src = np.array(data)
@@ -98,6 +102,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
             raise ValueError(f"expected a rectangular nested sequence of numbers: {err}") from None
         if src.dtype == object:
             raise TypeError(f"Could not infer dtype of {type(data).__name__}")
+        if src.dtype == np.uint64:  # numpy's type for Python ints in [2**63, 2**64)
+            raise ValueError("Overflow when unpacking long long")
         src = src.astype(_infer_dtype(src), copy=False)
     target = dtypes.to_dtype(dtype)
     out = np.array(src, dtype=target.np if target else src.dtype, copy=True, order="C")
@@ -188,10 +194,11 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     """Values from ``start`` to ``end`` (exclusive) by ``step``; int64 unless a bound is a float."""
     if end is None:
         start, end = 0, start
+    start, end, step = (v.item() if isinstance(v, Tensor) else v for v in (start, end, step))
     if step == 0:
         raise RuntimeError("step must be nonzero")
     if (end - start) * step < 0:
-        raise RuntimeError("upper bound and larger bound inconsistent with step sign")
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     if dtype is None:
         is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
         dtype = dtypes.int64 if is_int else dtypes.get_default_dtype()
@@ -209,6 +216,9 @@ def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False)
 
 def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
     """The identity matrix (``n`` x ``m``)."""
+    for name, v in (("n", n), ("m", m)):
+        if v is not None and v < 0:
+            raise RuntimeError(f"{name} must be greater or equal to 0, got {v}")
     return _finish(np.eye(n, n if m is None else m, dtype=_np_dtype(dtype)), requires_grad, device)
 
 
@@ -229,7 +239,7 @@ def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
 
 
 def randint(low=0, high=None, size=None, *, dtype=None, device=None, generator=None):
-    """Integers uniformly drawn from [low, high): ``randint(high, size)`` or ``randint(low, high, size)``."""
+    """Integers uniformly drawn from [low, high): ``randint([low,] high, size)``."""
     if size is None:
         low, high, size = 0, low, high
     if high is None or size is None:
@@ -238,7 +248,7 @@ def randint(low=0, high=None, size=None, *, dtype=None, device=None, generator=N
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} "
                            f">= to={high}")
     rng = generator or _rng
-    values = rng.integers(low, high, _sizes((size,) if isinstance(size, int) else (size,)))
+    values = rng.integers(low, high, _sizes((size,)))
     return _random(values, dtype or dtypes.int64, device, False)
 
 

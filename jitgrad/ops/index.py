@@ -4,16 +4,18 @@ numpy turns any index into flat positions (``arange(n).reshape(shape)[index]``),
 indexing semantics come from one well-tested place and the kernels only move data.
 """
 
+import math
+
 import numpy as np
 
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class
 from jitgrad.backends.cpu import index_kernels as K
 from jitgrad.ops.elementwise import SPECS, apply, cast, copy_into, scalar_value
-from jitgrad.ops.shape import SelectBackward0, SliceBackward0, _record, _view_of, embed
+from jitgrad.ops.shape import SelectBackward0, SliceBackward0, _record, _view_of
 from jitgrad.tensor import Tensor
 
-__all__ = ["getitem", "setitem", "index_select", "masked_fill", "take"]
+__all__ = ["getitem", "index_select", "masked_fill", "setitem", "take"]
 
 
 def _convert(item):
@@ -22,7 +24,7 @@ def _convert(item):
             raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
         return int(item._data) if item._data.ndim == 0 and item._data.dtype.kind != "b" \
             else item._data
-    if isinstance(item, (list, tuple)) or isinstance(item, np.ndarray):
+    if isinstance(item, (list, tuple, np.ndarray)):
         arr = np.asarray([_convert(i) if isinstance(i, Tensor) else i for i in item]
                          if isinstance(item, (list, tuple)) else item)
         if arr.dtype.kind not in "biu" and arr.size:
@@ -48,18 +50,45 @@ def _normalize(index):
     return items, advanced
 
 
-def _torch_error(err, shape):
+def _torch_error(err, shape, items=()):
+    """numpy's IndexError reworded as PyTorch words it."""
     msg = str(err).replace("axis", "dimension")
     if msg.startswith("too many indices"):
-        msg = f"too many indices for tensor of dimension {len(shape)}"
+        scalar_int = len(items) == 1 and type(items[0]) is int
+        msg = (f"too many indices for tensor of dimension {len(shape)}" if shape or not scalar_int
+               else "invalid index of a 0-dim tensor. Use `tensor.item()` in Python or "
+               "`tensor.item<T>()` in C++ to convert a 0-dim tensor to a number")
+    elif msg.startswith("boolean index did not match"):
+        msg = _mask_mismatch(shape, items) or msg
     return IndexError(msg)
+
+
+def _mask_mismatch(shape, items):
+    """PyTorch's message for the first bool mask whose shape differs from the dims it covers."""
+    def width(i):
+        if isinstance(i, np.ndarray) and i.dtype == np.bool_:
+            return i.ndim
+        return 0 if i is None or i is Ellipsis or isinstance(i, bool) else 1
+
+    dim = 0
+    for item in items:
+        if item is Ellipsis:
+            dim += len(shape) - sum(width(i) for i in items)
+        elif isinstance(item, np.ndarray) and item.dtype == np.bool_:
+            for k, size in enumerate(item.shape):
+                if dim + k >= len(shape) or shape[dim + k] != size:
+                    return (f"The shape of the mask {list(item.shape)} at index {k} does not "
+                            f"match the shape of the indexed tensor {list(shape)} at index "
+                            f"{dim + k}")
+        dim += width(item)
+    return None
 
 
 def _positions(shape, items):
     try:
-        return np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)[items]
+        return np.arange(int(math.prod(shape)), dtype=np.int64).reshape(shape)[items]
     except IndexError as err:
-        raise _torch_error(err, shape) from None
+        raise _torch_error(err, shape, items) from None
 
 
 def _take_backward(node, g):
@@ -102,7 +131,7 @@ def getitem(input, index):
     try:
         view = data[basic]
     except IndexError as err:
-        raise _torch_error(err, data.shape) from None
+        raise _torch_error(err, data.shape, items) from None
     node_cls = SelectBackward0 if any(isinstance(i, int) for i in items) else SliceBackward0
     return _view_of(input, view, node_cls, (basic, data.shape))
 
@@ -153,11 +182,12 @@ def setitem(input, index, value):
         try:
             view = data[basic]
         except IndexError as err:
-            raise _torch_error(err, data.shape) from None
+            raise _torch_error(err, data.shape, items) from None
         if isinstance(value, Tensor):
             vshape = value._data.shape
             try:
-                np.broadcast_shapes(vshape, view.shape)
+                if np.broadcast_shapes(vshape, view.shape) != view.shape:
+                    raise ValueError
             except ValueError:
                 raise RuntimeError(
                     f"expand: the shape of the value {list(vshape)} cannot be broadcast to the "
@@ -170,7 +200,8 @@ def setitem(input, index, value):
     if records:
         mask = np.ones(data.shape, data.dtype)
         if advanced:
-            K.put_flat(mask.reshape(-1), region[0].reshape(-1), np.zeros(region[0].size, mask.dtype),
+            K.put_flat(mask.reshape(-1), region[0].reshape(-1),
+                       np.zeros(region[0].size, mask.dtype),
                        False)
         else:
             apply_fill(mask[region], 0)
@@ -182,7 +213,7 @@ def setitem(input, index, value):
 
 def apply_fill(array, value):
     """Fill the array (any strides) with a Python scalar through the copy kernel."""
-    from jitgrad.ops.elementwise import _launch, _kernel_dtype
+    from jitgrad.ops.elementwise import _kernel_dtype, _launch
 
     _launch(SPECS["copy"], _kernel_dtype(array), [value], "s", array)
 
@@ -192,9 +223,17 @@ def index_select(input, dim, index):
     from jitgrad.ops._checks import normalize_dim
 
     d = normalize_dim(dim, input._data.ndim)
+    if not isinstance(index, Tensor) or index._data.dtype.kind not in "iu":
+        raise RuntimeError("index_select(): Expected dtype int32 or int64 for index")
     if index._data.ndim > 1:
         raise IndexError("index_select(): Index is supposed to be a vector")
-    return getitem(input, (slice(None),) * d + (index,))
+    size = input._data.shape[d] if input._data.ndim else 1
+    if index._data.size and index._data.max() >= size:
+        raise IndexError("index out of range in self")
+    if index._data.size and index._data.min() < 0:
+        raise RuntimeError(f"INDICES element is out of DATA bounds, id={index._data.min()} "
+                           f"axis_dim={size}")
+    return getitem(input, (slice(None),) * d + (index._data.reshape(-1),))
 
 
 def take(input, index):

@@ -1,5 +1,7 @@
 """Matrix products: ``matmul`` with PyTorch's 1-D, 2-D and broadcast-batched rules."""
 
+import math
+
 import numpy as np
 
 from jitgrad.autograd.node import node_class
@@ -9,9 +11,9 @@ from jitgrad.ops.elementwise import cast
 from jitgrad.ops.shape import _record
 from jitgrad.tensor import Tensor
 
-__all__ = ["matmul", "mm", "bmm", "dot", "mv", "outer"]
+__all__ = ["bmm", "dot", "matmul", "mm", "mv", "outer"]
 
-_TORCH_NAME = {"float32": "float", "float64": "double", "int64": "long", "int32": "int",
+_TORCH_NAME = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int",
                "bool": "bool"}
 
 
@@ -40,6 +42,7 @@ def _matmul_nd(a, b):
     ad, bd = a._data, b._data
     n, k = ad.shape[-2:]
     k2, m = bd.shape[-2:]
+    batch = broadcast_shapes(ad.shape[:-2], bd.shape[:-2])
     if k != k2:
         raise RuntimeError(
             f"mat1 and mat2 shapes cannot be multiplied ({ad.shape[-2] if ad.ndim > 1 else 1}x{k} "
@@ -48,7 +51,6 @@ def _matmul_nd(a, b):
         out = np.empty((n, m), ad.dtype)
         K.mm(_blas_ready(ad), _blas_ready(bd), out)
         return _record(Tensor._wrap(out), MmBackward0, (a, b), (a, b))
-    batch = broadcast_shapes(ad.shape[:-2], bd.shape[:-2])
     a3 = _batched(ad, batch)
     b3 = _batched(bd, batch)
     out = np.empty((a3.shape[0], n, m), ad.dtype)
@@ -67,14 +69,15 @@ def _batched(x, batch):
                 zip(x.shape, target[len(target) - x.ndim:], x.strides)))
     if not x.flags.c_contiguous:
         x = cast(x, x.dtype)
-    return x.reshape((-1,) + target[-2:])
+    return x.reshape((math.prod(batch),) + target[-2:])
 
 
 def matmul(input, other):
     """Matrix product with PyTorch's rules for 1-D (vector) and batched operands."""
     for t in (input, other):
         if not isinstance(t, Tensor):
-            raise TypeError(f"matmul(): argument must be Tensor, not {type(t).__name__}")
+            raise TypeError(f"unsupported operand type(s) for @: '{type(input).__name__}' and "
+                            f"'{type(other).__name__}'")
     a, b = input, other
     if a._data.ndim == 0 or b._data.ndim == 0:
         raise RuntimeError(
@@ -85,7 +88,11 @@ def matmul(input, other):
             f"expected m1 and m2 to have the same dtype, but got: {_TORCH_NAME[a.dtype.name]} != "
             f"{_TORCH_NAME[b.dtype.name]}")
     if a._data.dtype.kind == "b":
-        raise RuntimeError('"addmm_impl_cpu_" not implemented for \'Bool\'')
+        raise NotImplementedError('"addmm_impl_cpu_" not implemented for \'Bool\'')
+    if a._data.ndim == 2 and b._data.ndim == 1 and a._data.shape[1] != b._data.shape[0]:
+        raise RuntimeError(
+            f"size mismatch, got input ({a._data.shape[0]}), mat ({a._data.shape[0]}x"
+            f"{a._data.shape[1]}), vec ({b._data.shape[0]})")
     if a._data.ndim == 1 and b._data.ndim == 1 and a._data.shape != b._data.shape:
         raise RuntimeError(
             f"inconsistent tensor size, expected tensor [{a._data.shape[0]}] and src "
@@ -106,15 +113,21 @@ def matmul(input, other):
 
 def mm(input, mat2):
     """Product of two 2-D matrices."""
-    if input._data.ndim != 2 or mat2._data.ndim != 2:
-        raise RuntimeError("self must be a matrix")
+    for name, t in (("self", input), ("mat2", mat2)):
+        if t._data.ndim != 2:
+            raise RuntimeError(f"{name} must be a matrix")
     return matmul(input, mat2)
 
 
 def bmm(input, mat2):
     """Batched product of two 3-D tensors."""
-    if input._data.ndim != 3 or mat2._data.ndim != 3:
-        raise RuntimeError("batch1 must be a 3D tensor")
+    for name, t in (("batch1", input), ("batch2", mat2)):
+        if t._data.ndim != 3:
+            raise RuntimeError(f"{name} must be a 3D tensor")
+    b, k, b2, k2 = input._data.shape[0], input._data.shape[2], *mat2._data.shape[:2]
+    if (b, k) != (b2, k2):
+        raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: "
+                           f"[{b}, {k}] but got: [{b2}, {k2}].")
     return matmul(input, mat2)
 
 
@@ -123,6 +136,10 @@ def dot(input, other):
     if input._data.ndim != 1 or other._data.ndim != 1:
         raise RuntimeError(
             f"1D tensors expected, but got {input._data.ndim}D and {other._data.ndim}D tensors")
+    if input._data.dtype != other._data.dtype:
+        raise RuntimeError(f"dot : expected both vectors to have same dtype, but found "
+                           f"{_TORCH_NAME[input.dtype.name].capitalize()} and "
+                           f"{_TORCH_NAME[other.dtype.name].capitalize()}")
     return matmul(input, other)
 
 

@@ -1,6 +1,7 @@
 """Reductions: every input is viewed as (outer, reduced, inner) and runs one 3-D kernel."""
 
 import builtins
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -13,9 +14,9 @@ from jitgrad.ops._checks import normalize_dim, normalize_dims
 from jitgrad.ops.elementwise import cast, copy_into
 from jitgrad.tensor import Tensor
 
-__all__ = ["sum", "mean", "prod", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std",
-           "logsumexp", "softmax", "log_softmax", "all", "any", "norm", "sum_to_shape",
-           "gather", "count_nonzero"]
+__all__ = ["all", "amax", "amin", "any", "argmax", "argmin", "count_nonzero", "gather",
+           "log_softmax", "logsumexp", "max", "mean", "min", "norm", "prod", "softmax", "std",
+           "sum", "sum_to_shape", "var"]
 
 
 def _return_type(name):
@@ -33,7 +34,7 @@ def _contiguous(data):
 
 
 def _view_3d(data, dims):
-    """``data`` as a C-contiguous (outer, reduced, inner) array, copying only when dims are split."""
+    """``data`` as a C-contiguous (outer, reduced, inner) array; copies only for split dims."""
     shape = data.shape
     if data.ndim == 0:
         return data.reshape(1, 1, 1)
@@ -41,12 +42,12 @@ def _view_3d(data, dims):
     if dims != tuple(range(a, b + 1)):
         keep = [d for d in range(data.ndim) if d not in dims]
         data = _contiguous(data.transpose(keep + list(dims)))
-        n_red = int(np.prod([shape[d] for d in dims]))
+        n_red = int(math.prod([shape[d] for d in dims]))
         return data.reshape(-1, n_red, 1) if data.size else data.reshape(
-            int(np.prod([shape[d] for d in keep])), n_red, 1)
+            int(math.prod([shape[d] for d in keep])), n_red, 1)
     data = _contiguous(data)
-    return data.reshape(int(np.prod(shape[:a])), int(np.prod(shape[a:b + 1])),
-                        int(np.prod(shape[b + 1:])))
+    return data.reshape(int(math.prod(shape[:a])), int(math.prod(shape[a:b + 1])),
+                        int(math.prod(shape[b + 1:])))
 
 
 def _out_shapes(shape, dims):
@@ -82,12 +83,20 @@ MeanBackward0 = node_class("MeanBackward0", _mean_backward)
 MeanBackward1 = node_class("MeanBackward1", _mean_backward)
 
 
-def _sum_like(input, dim, keepdim, dtype, is_prod):
+def _all_dims(dim):
+    """True when ``dim`` asks for a full reduction: None or an empty list, as in PyTorch."""
+    return dim is None or (not isinstance(dim, int) and len(dim) == 0)
+
+
+def _with_dtype(input, dtype):
+    # a recorded conversion, so the gradient comes back in the input's dtype
+    return input if dtype is None else input.to(dtypes.to_dtype(dtype))
+
+
+def _sum_like(input, dim, keepdim, is_prod):
     """Sum/product kernel launch; returns (result data, keep shape, dims)."""
     data = input._data
-    if dtype is not None:
-        data = cast(data, dtypes.to_dtype(dtype).np)
-    dims = normalize_dims(dim, data.ndim)
+    dims = normalize_dims(None if _all_dims(dim) else dim, data.ndim)
     keep_shape, out_shape = _out_shapes(data.shape, dims)
     if data.dtype.kind == "f":
         out = np.empty(out_shape, data.dtype)
@@ -101,13 +110,14 @@ def _sum_like(input, dim, keepdim, dtype, is_prod):
 def _view_3d_inner(data, dims):
     if data.ndim == 0 or dims != tuple(range(dims[0], dims[-1] + 1)):
         return 1
-    return int(np.prod(data.shape[dims[-1] + 1:]))
+    return int(math.prod(data.shape[dims[-1] + 1:]))
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None):
     """Sum over ``dim`` (all dims when None); bool and integer inputs sum to int64."""
-    out, keep_shape, _ = _sum_like(input, dim, keepdim, dtype, False)
-    node_cls = SumBackward0 if dim is None else SumBackward1
+    input = _with_dtype(input, dtype)
+    out, keep_shape, _ = _sum_like(input, dim, keepdim, False)
+    node_cls = SumBackward0 if _all_dims(dim) else SumBackward1
     return _record(Tensor._wrap(out), node_cls, (input,), (keep_shape, input._data.shape))
 
 
@@ -117,12 +127,13 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
         raise RuntimeError(
             "mean(): could not infer output dtype. Input dtype must be either a floating point "
             f"or complex dtype. Got: {_TORCH_NAME[input.dtype.name]}")
-    out, keep_shape, dims = _sum_like(input, dim, keepdim, dtype, False)
-    n = int(np.prod([input._data.shape[d] for d in dims])) if input._data.ndim else 1
+    input = _with_dtype(input, dtype)
+    out, keep_shape, dims = _sum_like(input, dim, keepdim, False)
+    n = int(math.prod([input._data.shape[d] for d in dims])) if input._data.ndim else 1
     result = Tensor._wrap(out)
     with grad_mode.no_grad():
         result.mul_(1.0 / n) if n else result.fill_(float("nan"))
-    node_cls = MeanBackward0 if dim is None else MeanBackward1
+    node_cls = MeanBackward0 if _all_dims(dim) else MeanBackward1
     return _record(result, node_cls, (input,), (keep_shape, input._data.shape, n))
 
 
@@ -132,6 +143,9 @@ _TORCH_NAME = {"float32": "Float", "float64": "Double", "int64": "Long", "int32"
 
 def _prod_backward(node, g):
     x, keep_shape, dim = node.saved_values()
+    if grad_mode.is_grad_enabled() and not x.eq(0).any().item():
+        # create_graph: a differentiable formula, exact away from zeros
+        return (g.reshape(keep_shape) * prod(x, dim, keepdim=True) / x,)
     # NOTE: d/dx_i = product of the others, computed without dividing so zeros are exact.
     data = x._data.reshape(-1) if dim is None else x._data
     d = 0 if dim is None else normalize_dim(dim, data.ndim)
@@ -150,22 +164,24 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
     """Product over one ``dim`` (all elements when None)."""
     if dim is not None and not isinstance(dim, int):
         raise TypeError("prod(): argument 'dim' must be int")
-    out, keep_shape, _ = _sum_like(input, dim, keepdim, dtype, True)
+    input = _with_dtype(input, dtype)
+    out, keep_shape, _ = _sum_like(input, dim, keepdim, True)
     node_cls = ProdBackward0 if dim is None else ProdBackward1
-    return _record(Tensor._wrap(out), node_cls, (input,),
-                   (input.detach(), keep_shape, dim))
+    return _record(Tensor._wrap(out), node_cls, (input,), (input, keep_shape, dim))
 
 
-def _extreme(input, dims, largest, name):
+def _extreme(input, dims, largest, name, whole=False):
+    """Kernel launch for max/min over ``dims``; ``whole`` means no dim was given."""
     data = input._data
+    if whole and data.size == 0:
+        msg = f"{name}(): Expected reduction dim to be specified for input.numel() == 0."
+        if name.startswith("arg"):
+            raise IndexError(msg)
+        raise RuntimeError(msg + " Specify the reduction dim with the 'dim' argument.")
     for d in dims:
         if data.ndim and data.shape[d] == 0:
             raise IndexError(
                 f"{name}(): Expected reduction dim {d} to have non-zero size.")
-    if data.size == 0 and not dims:
-        raise RuntimeError(
-            f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
-            "Specify the reduction dim with the 'dim' argument.")
     keep_shape, out_shape = _out_shapes(data.shape, dims)
     values = np.empty(out_shape, data.dtype)
     indices = np.empty(out_shape, np.int64)
@@ -205,8 +221,9 @@ MinBackward0 = node_class("MinBackward0", _index_backward)
 
 
 def _amax_like(input, dim, keepdim, largest, node_cls, name):
-    dims = normalize_dims(None if dim == () else dim, input._data.ndim)
-    values, _, keep_shape = _extreme(input, dims, largest, name)
+    whole = _all_dims(dim)
+    dims = normalize_dims(None if whole else dim, input._data.ndim)
+    values, _, keep_shape = _extreme(input, dims, largest, name, whole)
     out = values.reshape(keep_shape) if keepdim else values
     return _record(Tensor._wrap(out), node_cls, (input,),
                    (input.detach(), values, keep_shape, dims))
@@ -256,7 +273,7 @@ def min(input, dim=None, keepdim=False):
 def _arg(input, dim, keepdim, largest):
     name = "argmax" if largest else "argmin"
     if dim is None:
-        _, indices, _ = _extreme(input.reshape(-1), (0,), largest, name)
+        _, indices, _ = _extreme(input.reshape(-1), (0,), largest, name, True)
         return Tensor._wrap(indices.reshape((1,) * input._data.ndim) if keepdim else indices)
     d = normalize_dim(dim, input._data.ndim)
     _, indices, keep_shape = _extreme(input, (d,) if input._data.ndim else (), largest, name)
@@ -300,21 +317,28 @@ def count_nonzero(input, dim=None):
     return sum(input.ne(0), dim)
 
 
-def var(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
+def _correction(correction, unbiased):
+    if correction is not None:
+        return correction
+    return 0 if unbiased is False else 1
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """Variance over ``dim`` with Bessel's ``correction`` (``unbiased=False`` means 0)."""
-    if isinstance(correction, bool):  # x.var(0, False): legacy positional ``unbiased``
-        unbiased, correction = correction, 1
-    if unbiased is not None:
-        correction = 1 if unbiased else 0
-    dims = normalize_dims(dim, input._data.ndim)
-    n = int(np.prod([input._data.shape[d] for d in dims])) if input._data.ndim else 1
+    if isinstance(dim, bool):  # x.var(False): legacy ``unbiased`` in first place
+        dim, unbiased = None, dim
+    correction = _correction(correction, unbiased)
+    if input._data.dtype.kind != "f":
+        raise RuntimeError("std and var only support floating point and complex dtypes")
+    dims = normalize_dims(None if _all_dims(dim) else dim, input._data.ndim)
+    n = int(math.prod([input._data.shape[d] for d in dims])) if input._data.ndim else 1
     centered = input - mean(input, dims, keepdim=True)
     return sum(centered * centered, dims, keepdim) / builtins.max(n - correction, 0)
 
 
-def std(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """Standard deviation: ``sqrt(var(...))``."""
-    return var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased).sqrt()
+    return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
 
 
 def logsumexp(input, dim, keepdim=False):
@@ -323,7 +347,8 @@ def logsumexp(input, dim, keepdim=False):
 
     x = input if input._data.dtype.kind == "f" else input.float()
     dims = normalize_dims(dim, x._data.ndim)
-    m = amax(x.detach(), dims, keepdim=True)
+    # an empty reduction has no max: its sum (zeros) is as good a shift
+    m = (amax if x._data.size else sum)(x.detach(), dims, keepdim=True)
     m = elementwise.apply(elementwise.SPECS["where"], (m.abs().eq(float("inf")), 0.0, m))
     out = sum((x - m).exp(), dims, keepdim=True).log() + m
     return out if keepdim else out.squeeze(dims) if dims else out
@@ -348,7 +373,8 @@ LogSoftmaxBackward0 = node_class("LogSoftmaxBackward0", _log_softmax_backward)
 def _softmax_like(input, dim, dtype, take_log, node_cls):
     x = input if dtype is None else input.to(dtypes.to_dtype(dtype))
     if x._data.dtype.kind != "f":
-        x = x.float()
+        raise NotImplementedError(f'"{"log_" if take_log else ""}softmax_kernel_impl" not '
+                                  f"implemented for '{_TORCH_NAME[x.dtype.name]}'")
     d = normalize_dim(dim, x._data.ndim)
     data = x._data
     out = np.empty(data.shape, data.dtype)
@@ -368,11 +394,30 @@ def log_softmax(input, dim, dtype=None):
     return _softmax_like(input, dim, dtype, True, LogSoftmaxBackward0)
 
 
+def _norm_backward(node, g):
+    from jitgrad.ops.elementwise import SPECS, apply
+
+    x, result, p, keep_shape = node.saved_values()
+    r = Tensor._wrap(result, node if grad_mode.is_grad_enabled() else None).reshape(keep_shape)
+    # NOTE: the zero vector gets the subgradient 0, as in PyTorch, not 0/0.
+    denominator = r if p == 2 else r ** (p - 1)
+    scale = apply(SPECS["where"], (r.eq(0), 0.0, g.reshape(keep_shape) / denominator))
+    return (x * scale if p == 2 else x.sign() * x.abs() ** (p - 1) * scale,)
+
+
+LinalgVectorNormBackward0 = node_class("LinalgVectorNormBackward0", _norm_backward)
+
+
 def norm(input, p="fro", dim=None, keepdim=False):
     """Vector p-norm over ``dim`` (2-norm, ``"fro"``, ``inf``, ``-inf`` or any p > 0)."""
+    if input._data.dtype.kind != "f":
+        raise RuntimeError("linalg.vector_norm: Expected a floating point or complex tensor as "
+                           f"input. Got {_TORCH_NAME[input.dtype.name]}")
+    if p == "fro":
+        p = 2
+    if not isinstance(p, (int, float)):
+        raise TypeError(f"norm(): p must be a number or 'fro', got {p!r}")
     x = input.abs()
-    if p in ("fro", 2, 2.0):
-        return sum(x * x, dim, keepdim).sqrt()
     if p == float("inf"):
         return amax(x, () if dim is None else dim, keepdim)
     if p == float("-inf"):
@@ -381,7 +426,11 @@ def norm(input, p="fro", dim=None, keepdim=False):
         return sum(x, dim, keepdim)
     if p == 0:
         return sum(x.ne(0).to(input.dtype), dim, keepdim)
-    return sum(x ** p, dim, keepdim) ** (1.0 / p)
+    with grad_mode.no_grad():
+        out = sum(x * x if p == 2 else x ** p, dim, keepdim) ** (0.5 if p == 2 else 1.0 / p)
+    dims = normalize_dims(None if _all_dims(dim) else dim, input._data.ndim)
+    keep_shape, _ = _out_shapes(input._data.shape, dims)
+    return _record(out, LinalgVectorNormBackward0, (input,), (input, out._data, p, keep_shape))
 
 
 def sum_to_shape(t, shape):
@@ -411,18 +460,18 @@ ScatterAddBackward0 = node_class("ScatterAddBackward0", _scatter_backward)
 
 
 def _check_index(input, dim, index):
-    if index._data.dtype != np.int64:
-        raise RuntimeError(f"gather(): Expected dtype int64 for index, got {index.dtype}")
+    if index._data.dtype.kind not in "iu":
+        raise RuntimeError("gather(): Expected dtype int32/int64 for index")
     if index._data.ndim != input._data.ndim:
         raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
     size = input._data.shape[dim] if input._data.ndim else 1
     if index._data.size and (index._data.min() < 0 or index._data.max() >= size):
         bad = index._data[(index._data < 0) | (index._data >= size)].flat[0]
-        raise IndexError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
+        raise RuntimeError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
 
 
 def _split_3d(shape, dim):
-    return (int(np.prod(shape[:dim])), shape[dim] if shape else 1, int(np.prod(shape[dim + 1:])))
+    return (math.prod(shape[:dim]), shape[dim] if shape else 1, math.prod(shape[dim + 1:]))
 
 
 def gather(input, dim, index):
@@ -434,13 +483,14 @@ def gather(input, dim, index):
             raise RuntimeError(
                 f"Size does not match at dimension {i} expected index {list(index.shape)} to be "
                 f"no larger than self {list(input.shape)} apart from dimension {d}")
-    idx = _contiguous(index._data)
+    idx = np.ascontiguousarray(index._data, dtype=np.int64)  # one kernel signature for indices
     # gather reads input only where index reaches in the other dims
     x = _contiguous(input._data[_index_region(idx.shape, d)])
     out = np.empty(idx.shape, x.dtype)
     K.gather_3d(x.reshape(_split_3d(x.shape, d)), idx.reshape(_split_3d(idx.shape, d)),
                 out.reshape(_split_3d(idx.shape, d)))
-    return _record(Tensor._wrap(out), GatherBackward0, (input,), (index, d, input._data.shape))
+    return _record(Tensor._wrap(out), GatherBackward0, (input,),
+                   (Tensor._wrap(idx), d, input._data.shape))
 
 
 def _index_region(index_shape, dim):
@@ -448,7 +498,7 @@ def _index_region(index_shape, dim):
 
 
 def _scatter(src, dim, index, shape):
-    """A zeros tensor of ``shape`` with ``src`` added at ``index`` along ``dim`` (differentiable)."""
+    """Zeros of ``shape`` with ``src`` added at ``index`` along ``dim`` (differentiable)."""
     out = np.zeros(shape, src._data.dtype)
     region = out[_index_region(src._data.shape, dim)]
     target = region if region.flags.c_contiguous else np.zeros(region.shape, out.dtype)

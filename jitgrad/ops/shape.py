@@ -1,5 +1,7 @@
 """Shape ops. Views share the input's numpy buffer (and version counter); copies use kernels."""
 
+import math
+
 import numpy as np
 
 from jitgrad import dtypes
@@ -9,10 +11,10 @@ from jitgrad.ops._checks import normalize_dim, normalize_dims, shape_str
 from jitgrad.ops.elementwise import cast, copy_into
 from jitgrad.tensor import Tensor
 
-__all__ = ["reshape", "view", "transpose", "t", "permute", "squeeze", "unsqueeze", "flatten",
-           "expand", "expand_as", "contiguous", "clone", "cat", "concat", "concatenate", "stack",
-           "split", "chunk", "narrow", "unbind", "movedim", "swapaxes", "to", "type_as",
-           "view_as", "reshape_as", "embed"]
+__all__ = ["cat", "chunk", "clone", "concat", "concatenate", "contiguous", "embed", "expand",
+           "expand_as", "flatten", "movedim", "narrow", "permute", "reshape", "reshape_as", "split",
+           "squeeze", "stack", "swapaxes", "t", "to", "transpose", "type_as", "unbind", "unsqueeze",
+           "view", "view_as"]
 
 
 def _record(result, node_cls, inputs, saved):
@@ -43,14 +45,21 @@ UnsqueezeBackward0 = node_class("UnsqueezeBackward0", _to_shape_backward)
 
 def _infer_shape(shape, numel):
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    for s in shape:
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
+            raise TypeError(f"shape must be a tuple of ints, but got {type(s).__name__}")
     shape = tuple(int(s) for s in shape)
     unknown = [i for i, s in enumerate(shape) if s == -1]
-    known = int(np.prod([s for s in shape if s != -1]))
+    known = int(math.prod([s for s in shape if s != -1]))
     if len(unknown) > 1:
         raise RuntimeError("only one dimension can be inferred")
+    if unknown and not known and not numel:
+        raise RuntimeError(
+            f"cannot reshape tensor of 0 elements into shape {shape_str(shape)} because the "
+            "unspecified dimension size -1 can be any value and is ambiguous")
     if unknown and known and numel % known == 0:
         shape = shape[:unknown[0]] + (numel // known,) + shape[unknown[0] + 1:]
-    if any(s < 0 for s in shape) or int(np.prod(shape)) != numel:
+    if any(s < 0 for s in shape) or int(math.prod(shape)) != numel:
         raise RuntimeError(f"shape '{shape_str(shape)}' is invalid for input of size {numel}")
     return shape
 
@@ -80,7 +89,7 @@ def reshape(input, *shape):
 def view(input, *shape):
     """A view with a new shape; RuntimeError when the strides do not allow one."""
     if len(shape) == 1 and isinstance(shape[0], dtypes.dtype):
-        raise RuntimeError("view(dtype) is not supported")
+        return _view_dtype(input, shape[0])
     data = input._data
     shape = _infer_shape(shape, data.size)
     v = _try_view(data, shape)
@@ -89,6 +98,20 @@ def view(input, *shape):
             "view size is not compatible with input tensor's size and stride (at least one "
             "dimension spans across two contiguous subspaces). Use .reshape(...) instead.")
     return _view_of(input, v, ViewBackward0, data.shape)
+
+
+def _view_dtype(input, dtype):
+    """The same bytes read as ``dtype`` (same element size only)."""
+    if dtype.itemsize != input._data.itemsize:
+        raise RuntimeError(
+            f"view(dtype) between element sizes {input._data.itemsize} and {dtype.itemsize} is "
+            "not supported")
+    if dtype.np == input._data.dtype:
+        return _view_of(input, input._data.view(), ViewBackward0, input._data.shape)
+    out = Tensor._wrap(input._data.view(dtype.np))
+    out._version = input._version
+    out._base = input if input._base is None else input._base
+    return out
 
 
 def view_as(input, other):
@@ -107,7 +130,7 @@ def flatten(input, start_dim=0, end_dim=-1):
     a, b = normalize_dim(start_dim, len(shape)), normalize_dim(end_dim, len(shape))
     if a > b:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
-    return reshape(input, *shape[:a], int(np.prod(shape[a:b + 1])), *shape[b + 1:])
+    return reshape(input, *shape[:a], int(math.prod(shape[a:b + 1])), *shape[b + 1:])
 
 
 def _transpose_backward(node, g):
@@ -201,8 +224,8 @@ def expand(input, *sizes):
     if len(sizes) < data.ndim:
         raise RuntimeError(
             f"expand(jitgrad.FloatTensor{{{shape_str(data.shape)}}}, size={shape_str(sizes)}): "
-            "the number of sizes provided must be greater or equal to the number of dimensions "
-            "in the tensor")
+            f"the number of sizes provided ({len(sizes)}) must be greater or equal to the number "
+            "of dimensions in the tensor")
     lead = len(sizes) - data.ndim
     shape, strides = [], []
     for i, size in enumerate(sizes):
@@ -314,10 +337,15 @@ def narrow(input, dim, start, length, node_cls=SliceBackward0):
     n = input._data.ndim
     d = normalize_dim(dim, n)
     size = input._data.shape[d]
+    if not -size <= start <= size:
+        raise IndexError(
+            f"start out of range (expected to be in range of [{-size}, {size}], but got {start})")
     if start < 0:
         start += size
-    if not (0 <= start and length >= 0 and start + length <= size):
-        raise IndexError(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
+    if length < 0:
+        raise RuntimeError("narrow(): length must be non-negative.")
+    if start + length > size:
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
     index = (slice(None),) * d + (slice(start, start + length),)
     return _view_of(input, input._data[index], node_cls, (index, input._data.shape))
 
@@ -334,8 +362,9 @@ def split(tensor, split_size_or_sections, dim=0):
                 f"size at dimension {d}), but got split_sizes={sizes}")
     else:
         step = split_size_or_sections
-        if step <= 0:
-            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got {step}")
+        if step < 0 or (step == 0 and size):
+            raise RuntimeError("split_size can only be 0 if dimension size is 0, but got dimension "
+                               f"size of {size}")
         sizes = [min(step, size - s) for s in range(0, size, step)] or [0]
     out, start = [], 0
     for s in sizes:
@@ -361,10 +390,11 @@ def unbind(input, dim=0):
 
 
 def _cat_backward(node, g):
-    d, sizes = node.saved_values()
+    d, sizes, shapes, dtypes_ = node.saved_values()
     out, start = [], 0
-    for s in sizes:
-        out.append(narrow(g, d, start, s))
+    for s, shape, dtype in zip(sizes, shapes, dtypes_):
+        gi = narrow(g, d, start, s)
+        out.append((gi if gi._data.shape == shape else gi.reshape(shape)).to(dtype))
         start += s
     return out
 
@@ -372,17 +402,22 @@ def _cat_backward(node, g):
 CatBackward0 = node_class("CatBackward0", _cat_backward)
 
 
+def _skipped_in_cat(t_):
+    # legacy PyTorch rule: a 1-D empty tensor joins anything
+    return t_._data.ndim == 1 and t_._data.size == 0
+
+
 def cat(tensors, dim=0):
     """Join tensors along an existing ``dim``; dtypes promote as in PyTorch."""
     tensors = list(tensors)
     if not tensors:
-        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
     for i, t_ in enumerate(tensors):
         if not isinstance(t_, Tensor):
             raise TypeError(f"expected Tensor as element {i} in argument 0, but got "
                             f"{type(t_).__name__}")
-    real = [t_ for t_ in tensors if not (t_._data.ndim == 1 and t_._data.size == 0)]
-    ref = real[0] if real else tensors[0]
+    real = [not _skipped_in_cat(t_) for t_ in tensors]
+    ref = tensors[real.index(True)] if any(real) else tensors[0]
     n = ref._data.ndim
     if n == 0:
         raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated")
@@ -390,28 +425,30 @@ def cat(tensors, dim=0):
     out_dtype = ref.dtype
     for i, t_ in enumerate(tensors):
         out_dtype = dtypes.promote(out_dtype, t_.dtype)
-        if t_ in real and t_._data.ndim != n:
+        if not real[i]:
+            continue
+        if t_._data.ndim != n:
             raise RuntimeError(
                 f"Tensors must have same number of dimensions: got {n} and {t_._data.ndim}")
-        if t_ in real:
-            for k in range(n):
-                if k != d and t_._data.shape[k] != ref._data.shape[k]:
-                    raise RuntimeError(
-                        f"Sizes of tensors must match except in dimension {d}. Expected size "
-                        f"{ref._data.shape[k]} but got size {t_._data.shape[k]} for tensor number "
-                        f"{i} in the list.")
+        for k in range(n):
+            if k != d and t_._data.shape[k] != ref._data.shape[k]:
+                raise RuntimeError(
+                    f"Sizes of tensors must match except in dimension {d}. Expected size "
+                    f"{ref._data.shape[k]} but got size {t_._data.shape[k]} for tensor number "
+                    f"{i} in the list.")
+    sizes = [t_._data.shape[d] if r else 0 for t_, r in zip(tensors, real)]
     shape = list(ref._data.shape)
-    shape[d] = sum(t_._data.shape[d] for t_ in real)
+    shape[d] = sum(sizes)
     out = np.empty(shape, out_dtype.np)
     start = 0
-    for t_ in real:
-        s = t_._data.shape[d]
-        copy_into(out[(slice(None),) * d + (slice(start, start + s),)], t_._data)
+    for t_, s in zip(tensors, sizes):
+        if s:
+            copy_into(out[(slice(None),) * d + (slice(start, start + s),)], t_._data)
         start += s
-    sizes = [t_._data.shape[d] if t_ in real else 0 for t_ in tensors]
     result = Tensor._wrap(out)
     if grad_mode.is_grad_enabled() and any(t_._requires_grad for t_ in tensors):
-        result.grad_fn = CatBackward0(tuple(t_._grad_edge() for t_ in tensors), (d, sizes))
+        saved = (d, sizes, [t_._data.shape for t_ in tensors], [t_.dtype for t_ in tensors])
+        result.grad_fn = CatBackward0(tuple(t_._grad_edge() for t_ in tensors), saved)
         result._requires_grad = True
     return result
 

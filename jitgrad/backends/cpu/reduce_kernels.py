@@ -48,10 +48,10 @@ def argextreme_3d(x, largest, values, indices):
         for i in range(n_inner):
             best = x[o, 0, i]
             at = 0
-            if best == best:
+            if best == best:  # noqa: PLR0124 - a NaN test that compiles for every dtype
                 for r in range(1, n_red):
                     v = x[o, r, i]
-                    if v != v:
+                    if v != v:  # noqa: PLR0124
                         best, at = v, r
                         break
                     if (v > best) if largest else (v < best):
@@ -69,7 +69,7 @@ def softmax_3d(x, take_log, out):
             m = x[o, 0, i]
             for r in range(1, n_red):
                 v = x[o, r, i]
-                if v > m or v != v:
+                if v > m or v != v:  # noqa: PLR0124 - NaN wins
                     m = v
             total = 0.0  # NOTE: float64 accumulator; all -inf rows give nan, as in PyTorch
             for r in range(n_red):
