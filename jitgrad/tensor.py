@@ -31,12 +31,19 @@ class Tensor:
     __slots__ = ("_data", "_requires_grad", "grad", "grad_fn", "_version", "_base",
                  "_grad_acc", "_retains_grad", "__weakref__")
 
-    def __init__(self, data=None, *, requires_grad=False):
-        from jitgrad.ops.creation import tensor
+    def __init__(self, *args, requires_grad=False):
+        """Legacy constructor: ``Tensor(2, 3)`` is uninitialised, ``Tensor([1, 2])`` is float32."""
+        from jitgrad.ops.creation import empty, tensor
 
-        src = tensor([] if data is None else data, requires_grad=requires_grad)
+        if all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+            src = empty(*args) if args else tensor([])
+        elif len(args) == 1:
+            src = tensor(args[0], dtype=dtypes.float32)
+        else:
+            raise TypeError("Tensor() takes a size (ints) or one sequence of data")
         for name in Tensor.__slots__[:-1]:
             setattr(self, name, getattr(src, name))
+        self.requires_grad_(requires_grad)
 
     @classmethod
     def _wrap(cls, data, grad_fn=None):

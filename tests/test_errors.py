@@ -119,11 +119,7 @@ def _run(m, stmt):
 
 
 # PyTorch compares sizes from the last dim; jitgrad.ops._checks.broadcast_shapes from the first
-_WRONG_DIM = pytest.mark.xfail(strict=True, reason="broadcast_shapes names the leading mismatch")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_WRONG_DIM) if n.endswith("_broadcast")
-                                  and n != "inplace_broadcast" else n for n in CASES])
+@pytest.mark.parametrize("name", CASES)
 def test_error(name):
     stmt, exc_type, pattern = CASES[name]
     err = _run(jitgrad, stmt)

@@ -60,3 +60,9 @@ def test_hash_is_identity_and_eq_is_elementwise():
     a, b = jitgrad.ones(2), jitgrad.ones(2)
     assert len({a, b}) == 2
     assert (a == b).all().item()
+
+
+def test_legacy_constructor():
+    assert jitgrad.Tensor([1, 2]).dtype == jitgrad.float32
+    assert jitgrad.Tensor(2, 3).shape == (2, 3)
+    assert jitgrad.Tensor().shape == (0,)

@@ -1,6 +1,8 @@
 """Graph nodes: ``grad_fn`` objects and the ``AccumulateGrad`` node of a leaf."""
 
-__all__ = ["Node", "AccumulateGrad", "node_class"]
+from jitgrad.autograd import grad_mode
+
+__all__ = ["RESULT", "AccumulateGrad", "Node", "node_class", "record"]
 
 _FREED = (
     "Trying to backward through the graph a second time (or directly access saved tensors after "
@@ -17,11 +19,12 @@ class Node:
     what the backward formula reads, dropped after the pass unless the graph is retained.
     """
 
-    __slots__ = ("next_functions", "saved", "retained", "__weakref__")
+    __slots__ = ("next_functions", "saved", "versions", "retained", "__weakref__")
 
     def __init__(self, next_functions, saved=()):
         self.next_functions = next_functions
         self.saved = saved
+        self.versions = None  # (version box, version at save, tensor or None for the output)
         self.retained = None  # a non-leaf tensor that called retain_grad()
 
     def name(self):
@@ -34,6 +37,10 @@ class Node:
         """The saved values, or PyTorch's error when a previous backward freed them."""
         if self.saved is None:
             raise RuntimeError(_FREED)
+        if self.versions is not None:
+            for box, expected, tensor in self.versions:
+                if box[0] != expected:
+                    raise RuntimeError(_modified_message(self, box[0], expected, tensor))
         return self.saved
 
     def release(self):
@@ -56,6 +63,49 @@ class AccumulateGrad(Node):
     def apply(self, grad_output):
         self.variable._accumulate_grad(grad_output)
         return ()
+
+
+_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor",
+               "int32": "IntTensor", "bool": "BoolTensor"}
+
+
+def _modified_message(node, version, expected, tensor):
+    if tensor is None:
+        where = f", which is output 0 of {node.name()},"
+        shape, dtype = "", ""
+    else:
+        where = f", which is output 0 of {tensor.grad_fn.name()}," if tensor.grad_fn else ""
+        shape, dtype = list(tensor._data.shape), tensor._data.dtype.name
+    described = f"[jitgrad.{_TYPE_NAMES.get(dtype, 'Tensor')} {shape}]" if tensor is not None \
+        else "a saved output"
+    return (
+        "one of the variables needed for gradient computation has been modified by an inplace "
+        f"operation: {described}{where} is at version {version}; expected version {expected} "
+        "instead.")
+
+
+RESULT = object()  # stands for an op's own output in ``record(..., check=...)``
+
+
+def record(result, node_cls, inputs, saved, check=()):
+    """Attach a ``node_cls`` node to ``result`` when grad mode is on and an input needs a gradient.
+
+    ``check`` names the tensors the backward reads (``RESULT`` for the output): modifying one in
+    place before the backward then raises PyTorch's "modified by an inplace operation" error.
+    """
+    if not grad_mode.is_grad_enabled():
+        return result
+    for t in inputs:
+        if t._requires_grad:
+            node = node_cls(tuple(t._grad_edge() for t in inputs), saved)
+            if check:
+                node.versions = tuple(
+                    (result._version, 0, None) if c is RESULT else (c._version, c._version[0], c)
+                    for c in check)
+            result.grad_fn = node
+            result._requires_grad = True
+            break
+    return result
 
 
 def node_class(name, apply, base=Node):

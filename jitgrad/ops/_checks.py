@@ -23,27 +23,29 @@ def normalize_dims(dim, ndim):
     if dim is None:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    out = tuple(sorted({normalize_dim(d, ndim) for d in dims}))
-    if len(out) != len(dims):
-        raise RuntimeError(f"dim {dims} appears multiple times in the list of dims")
-    return out
+    seen = set()
+    for d in dims:
+        n = normalize_dim(d, ndim)
+        if n in seen:
+            raise RuntimeError(f"dim {n} appears multiple times in the list of dims")
+        seen.add(n)
+    return tuple(sorted(seen))
 
 
 def broadcast_shapes(*shapes):
     """The broadcast of ``shapes`` (NumPy rules), or PyTorch's RuntimeError naming the sizes."""
     ndim = max(len(s) for s in shapes)
     out = [1] * ndim
-    for which, shape in enumerate(shapes):
-        offset = ndim - len(shape)
-        for i, size in enumerate(shape):
-            cur = out[offset + i]
+    for back in range(1, ndim + 1):  # PyTorch checks from the last dim, so its error names that
+        for shape in shapes:
+            if back > len(shape):
+                continue
+            size, cur = shape[-back], out[-back]
             if size == cur or size == 1:
                 continue
-            if cur == 1:
-                out[offset + i] = size
-                continue
-            a, b = "ab"[0], "ab"[1]
-            raise RuntimeError(
-                f"The size of tensor {a} ({cur}) must match the size of tensor {b} ({size}) at "
-                f"non-singleton dimension {offset + i}")
+            if cur != 1:
+                raise RuntimeError(
+                    f"The size of tensor a ({cur}) must match the size of tensor b ({size}) at "
+                    f"non-singleton dimension {ndim - back}")
+            out[-back] = size
     return tuple(out)

@@ -37,7 +37,7 @@ class Elementwise:
     """One elementwise formula and its lazily generated kernels."""
 
     __slots__ = ("name", "inputs", "formula", "kind", "grads", "derivatives", "node_cls",
-                 "saves_result", "plans", "_kernels", "_module")
+                 "saves_result", "read_inputs", "plans", "_kernels", "_module")
 
     def __init__(self, name, inputs, formula, kind, grads=None):
         self.name = name
@@ -50,6 +50,7 @@ class Elementwise:
         self._module = None
         used = set().union(*(_names(f) for f in self.grads.values())) if self.grads else set()
         self.saves_result = "result" in used
+        self.read_inputs = tuple(i for i, n in enumerate(self.inputs) if n in used)
         self.node_cls = None
         self.derivatives = tuple(_Derivative(self, n, self.grads[n]) if n in self.grads else None
                                  for n in self.inputs)
@@ -281,11 +282,23 @@ def apply(spec, args):
                     Tensor._wrap(v) if c is not None else a
                     for a, v, c in zip(args, values, plan.casts))
                 saved = (args, cast_values, out if spec.saves_result else None)
-                return Tensor._wrap(out, spec.node_cls(edges, saved))
+                node = spec.node_cls(edges, saved)
+                result = Tensor._wrap(out, node)
+                node.versions = _versions(spec, args, result)
+                return result
     return Tensor._wrap(out)
 
 
 _NO_EDGE = (None, 0)
+
+
+def _versions(spec, args, result):
+    """Versions of the tensors the derivatives read, checked when the backward runs."""
+    checks = [(a._version, a._version[0], a) for a in (args[i] for i in spec.read_inputs)
+              if isinstance(a, Tensor)]
+    if spec.saves_result:
+        checks.append((result._version, 0, None))
+    return tuple(checks) or None
 
 
 def _backward(node, grad_output):

@@ -9,10 +9,10 @@ import math
 import numpy as np
 
 from jitgrad.autograd import grad_mode
-from jitgrad.autograd.node import node_class
+from jitgrad.autograd.node import node_class, record
 from jitgrad.backends.cpu import index_kernels as K
 from jitgrad.ops.elementwise import SPECS, apply, cast, copy_into, scalar_value
-from jitgrad.ops.shape import SelectBackward0, SliceBackward0, _record, _view_of
+from jitgrad.ops.shape import SelectBackward0, SliceBackward0, _view_of
 from jitgrad.tensor import Tensor
 
 __all__ = ["getitem", "index_select", "masked_fill", "setitem", "take"]
@@ -110,7 +110,7 @@ def _take(x, positions):
     src = x._data if x._data.flags.c_contiguous else cast(x._data, x._data.dtype)
     out = np.empty(positions.shape, src.dtype)
     K.take_flat(src.reshape(-1), positions.reshape(-1), out.reshape(-1))
-    return _record(Tensor._wrap(out), IndexBackward0, (x,), (positions, x._data.shape))
+    return record(Tensor._wrap(out), IndexBackward0, (x,), (positions, x._data.shape))
 
 
 def _put(g, positions, shape):
@@ -118,7 +118,7 @@ def _put(g, positions, shape):
     out = np.zeros(shape, g._data.dtype)
     src = g._data if g._data.flags.c_contiguous else cast(g._data, g._data.dtype)
     K.put_flat(out.reshape(-1), positions.reshape(-1), src.reshape(-1), True)
-    return _record(Tensor._wrap(out), IndexPutBackward0, (g,), (positions, shape))
+    return record(Tensor._wrap(out), IndexPutBackward0, (g,), (positions, shape))
 
 
 def getitem(input, index):

@@ -4,11 +4,10 @@ import math
 
 import numpy as np
 
-from jitgrad.autograd.node import node_class
+from jitgrad.autograd.node import node_class, record
 from jitgrad.backends.cpu import linalg_kernels as K
 from jitgrad.ops._checks import broadcast_shapes
 from jitgrad.ops.elementwise import cast
-from jitgrad.ops.shape import _record
 from jitgrad.tensor import Tensor
 
 __all__ = ["bmm", "dot", "matmul", "mm", "mv", "outer"]
@@ -50,13 +49,13 @@ def _matmul_nd(a, b):
     if ad.ndim == 2 and bd.ndim == 2 and ad.dtype.kind == "f":
         out = np.empty((n, m), ad.dtype)
         K.mm(_blas_ready(ad), _blas_ready(bd), out)
-        return _record(Tensor._wrap(out), MmBackward0, (a, b), (a, b))
+        return record(Tensor._wrap(out), MmBackward0, (a, b), (a, b), check=(a, b))
     a3 = _batched(ad, batch)
     b3 = _batched(bd, batch)
     out = np.empty((a3.shape[0], n, m), ad.dtype)
     (K.bmm if ad.dtype.kind == "f" else K.bmm_int)(a3, b3, out)
-    return _record(Tensor._wrap(out.reshape(batch + (n, m))), BmmBackward0, (a, b),
-                   (a, b))
+    return record(Tensor._wrap(out.reshape(batch + (n, m))), BmmBackward0, (a, b), (a, b),
+                  check=(a, b))
 
 
 def _batched(x, batch):

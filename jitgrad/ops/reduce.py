@@ -8,7 +8,7 @@ import numpy as np
 
 from jitgrad import dtypes
 from jitgrad.autograd import grad_mode
-from jitgrad.autograd.node import node_class
+from jitgrad.autograd.node import RESULT, node_class, record
 from jitgrad.backends.cpu import reduce_kernels as K
 from jitgrad.ops._checks import normalize_dim, normalize_dims
 from jitgrad.ops.elementwise import cast, copy_into
@@ -54,13 +54,6 @@ def _out_shapes(shape, dims):
     keep = tuple(1 if d in dims else s for d, s in enumerate(shape))
     return keep, tuple(s for d, s in enumerate(shape) if d not in dims)
 
-
-def _record(result, node_cls, inputs, saved):
-    """Attach a node to ``result`` when grad mode is on and an input needs a gradient."""
-    if grad_mode.is_grad_enabled() and builtins.any(t._requires_grad for t in inputs):
-        result.grad_fn = node_cls(tuple(t._grad_edge() for t in inputs), saved)
-        result._requires_grad = True
-    return result
 
 
 def _expand_grad(g, keep_shape, in_shape):
@@ -118,7 +111,7 @@ def sum(input, dim=None, keepdim=False, *, dtype=None):
     input = _with_dtype(input, dtype)
     out, keep_shape, _ = _sum_like(input, dim, keepdim, False)
     node_cls = SumBackward0 if _all_dims(dim) else SumBackward1
-    return _record(Tensor._wrap(out), node_cls, (input,), (keep_shape, input._data.shape))
+    return record(Tensor._wrap(out), node_cls, (input,), (keep_shape, input._data.shape))
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None):
@@ -134,7 +127,7 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
     with grad_mode.no_grad():
         result.mul_(1.0 / n) if n else result.fill_(float("nan"))
     node_cls = MeanBackward0 if _all_dims(dim) else MeanBackward1
-    return _record(result, node_cls, (input,), (keep_shape, input._data.shape, n))
+    return record(result, node_cls, (input,), (keep_shape, input._data.shape, n))
 
 
 _TORCH_NAME = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
@@ -167,7 +160,7 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
     input = _with_dtype(input, dtype)
     out, keep_shape, _ = _sum_like(input, dim, keepdim, True)
     node_cls = ProdBackward0 if dim is None else ProdBackward1
-    return _record(Tensor._wrap(out), node_cls, (input,), (input, keep_shape, dim))
+    return record(Tensor._wrap(out), node_cls, (input,), (input, keep_shape, dim), check=(input,))
 
 
 def _extreme(input, dims, largest, name, whole=False):
@@ -225,8 +218,8 @@ def _amax_like(input, dim, keepdim, largest, node_cls, name):
     dims = normalize_dims(None if whole else dim, input._data.ndim)
     values, _, keep_shape = _extreme(input, dims, largest, name, whole)
     out = values.reshape(keep_shape) if keepdim else values
-    return _record(Tensor._wrap(out), node_cls, (input,),
-                   (input.detach(), values, keep_shape, dims))
+    return record(Tensor._wrap(out), node_cls, (input,),
+                  (input.detach(), values, keep_shape, dims), check=(input,))
 
 
 def amax(input, dim=(), keepdim=False):
@@ -255,7 +248,7 @@ def _max_min(input, dim, keepdim, largest):
         values, indices = values.reshape(keep_shape), indices.reshape(keep_shape)
     idx = Tensor._wrap(indices)
     node_cls = MaxBackward0 if largest else MinBackward0
-    vals = _record(Tensor._wrap(values), node_cls, (input,),
+    vals = record(Tensor._wrap(values), node_cls, (input,),
                    (idx, d, input._data.shape, keepdim))
     return (_MaxResult if largest else _MinResult)(vals, idx)
 
@@ -381,7 +374,7 @@ def _softmax_like(input, dim, dtype, take_log, node_cls):
     if data.size:
         K.softmax_3d(_view_3d(data, (d,) if data.ndim else ()), take_log,
                      out.reshape(_view_3d(data, (d,) if data.ndim else ()).shape))
-    return _record(Tensor._wrap(out), node_cls, (x,), (out, d))
+    return record(Tensor._wrap(out), node_cls, (x,), (out, d), check=(RESULT,))
 
 
 def softmax(input, dim, dtype=None):
@@ -430,7 +423,8 @@ def norm(input, p="fro", dim=None, keepdim=False):
         out = sum(x * x if p == 2 else x ** p, dim, keepdim) ** (0.5 if p == 2 else 1.0 / p)
     dims = normalize_dims(None if _all_dims(dim) else dim, input._data.ndim)
     keep_shape, _ = _out_shapes(input._data.shape, dims)
-    return _record(out, LinalgVectorNormBackward0, (input,), (input, out._data, p, keep_shape))
+    return record(out, LinalgVectorNormBackward0, (input,), (input, out._data, p, keep_shape),
+                  check=(input, RESULT))
 
 
 def sum_to_shape(t, shape):
@@ -489,7 +483,7 @@ def gather(input, dim, index):
     out = np.empty(idx.shape, x.dtype)
     K.gather_3d(x.reshape(_split_3d(x.shape, d)), idx.reshape(_split_3d(idx.shape, d)),
                 out.reshape(_split_3d(idx.shape, d)))
-    return _record(Tensor._wrap(out), GatherBackward0, (input,),
+    return record(Tensor._wrap(out), GatherBackward0, (input,),
                    (Tensor._wrap(idx), d, input._data.shape))
 
 
@@ -509,4 +503,4 @@ def _scatter(src, dim, index, shape):
                          target.reshape(_split_3d(target.shape, dim)))
         if target is not region:
             copy_into(region, target)
-    return _record(Tensor._wrap(out), ScatterAddBackward0, (src,), (index, dim))
+    return record(Tensor._wrap(out), ScatterAddBackward0, (src,), (index, dim))

@@ -6,7 +6,7 @@ import numpy as np
 
 from jitgrad import dtypes
 from jitgrad.autograd import grad_mode
-from jitgrad.autograd.node import node_class
+from jitgrad.autograd.node import node_class, record
 from jitgrad.ops._checks import normalize_dim, normalize_dims, shape_str
 from jitgrad.ops.elementwise import cast, copy_into
 from jitgrad.tensor import Tensor
@@ -17,19 +17,13 @@ __all__ = ["cat", "chunk", "clone", "concat", "concatenate", "contiguous", "embe
            "view", "view_as"]
 
 
-def _record(result, node_cls, inputs, saved):
-    if grad_mode.is_grad_enabled() and any(t._requires_grad for t in inputs):
-        result.grad_fn = node_cls(tuple(t._grad_edge() for t in inputs), saved)
-        result._requires_grad = True
-    return result
-
 
 def _view_of(input, data, node_cls, saved):
     """A tensor sharing ``input``'s storage and version counter, recording ``node_cls``."""
     out = Tensor._wrap(data)
     out._version = input._version
     out._base = input if input._base is None else input._base
-    return _record(out, node_cls, (input,), saved)
+    return record(out, node_cls, (input,), saved)
 
 
 def _to_shape_backward(node, g):
@@ -83,7 +77,7 @@ def reshape(input, *shape):
     if v is not None:
         return _view_of(input, v, ViewBackward0, data.shape)
     out = cast(data, data.dtype).reshape(shape)
-    return _record(Tensor._wrap(out), UnsafeViewBackward0, (input,), data.shape)
+    return record(Tensor._wrap(out), UnsafeViewBackward0, (input,), data.shape)
 
 
 def view(input, *shape):
@@ -263,7 +257,7 @@ CloneBackward0 = node_class("CloneBackward0", _identity_backward)
 
 def clone(input):
     """A copy with its own storage (C-contiguous), differentiable."""
-    return _record(Tensor._wrap(cast(input._data, input._data.dtype)), CloneBackward0, (input,), ())
+    return record(Tensor._wrap(cast(input._data, input._data.dtype)), CloneBackward0, (input,), ())
 
 
 def contiguous(input):
@@ -298,7 +292,7 @@ def to(input, *args, dtype=None, device=None, copy=False, non_blocking=False):
         return input
     out = Tensor._wrap(cast(input._data, target.np))
     if target.is_floating_point:
-        _record(out, ToCopyBackward0, (input,), input.dtype)
+        record(out, ToCopyBackward0, (input,), input.dtype)
     return out
 
 
@@ -318,7 +312,7 @@ def embed(grad, shape, index):
     """Zeros of ``shape`` with ``grad`` written at the basic index ``index`` (differentiable)."""
     out = np.zeros(shape, grad._data.dtype)
     copy_into(out[index], grad._data)
-    return _record(Tensor._wrap(out), EmbedBackward0, (grad,), (index, shape))
+    return record(Tensor._wrap(out), EmbedBackward0, (grad,), (index, shape))
 
 
 def _narrow_backward(node, g):

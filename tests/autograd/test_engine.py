@@ -186,3 +186,45 @@ def test_next_functions_and_accumulate_grad():
     assert none is None
     acc = mul_node.next_functions[0][0]
     assert acc.name() == "AccumulateGrad" and acc.variable is x
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: (x * 1, lambda y: y.sin()),
+    lambda x: (x * 1, lambda y: y.exp()),  # exp's backward reads its own output
+    lambda x: (x.reshape(2, 2) * 1, lambda y: y @ y),
+    lambda x: (x * 1, lambda y: y.softmax(0)),
+    lambda x: (x * 1, lambda y: y.prod()),
+])
+def test_saved_tensor_modified_in_place_raises(make):
+    x = jitgrad.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    y, op = make(x)
+    z = op(y)
+    target = z if z.grad_fn.name() in ("ExpBackward0", "SoftmaxBackward0") else y
+    with jitgrad.no_grad():
+        target.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        z.sum().backward()
+
+
+def test_inplace_after_use_in_op_that_saves_nothing_is_fine():
+    x = jitgrad.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 1
+    z = y + 1  # add's backward reads no values
+    with jitgrad.no_grad():
+        y.mul_(5)
+    z.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0, 1.0])
+
+
+def test_version_error_matches_torch_wording():
+    torch = pytest.importorskip("torch")
+    msgs = []
+    for mod in (jitgrad, torch):
+        x = mod.ones(2, requires_grad=True)
+        y = x * 1
+        z = y.sin()
+        y.add_(1)
+        with pytest.raises(RuntimeError) as err:
+            z.sum().backward()
+        msgs.append(str(err.value).split(":")[0])
+    assert msgs[0] == msgs[1]
