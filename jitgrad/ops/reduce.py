@@ -57,7 +57,9 @@ def _out_shapes(shape, dims):
 
 
 def _expand_grad(g, keep_shape, in_shape):
-    return g.reshape(keep_shape).expand(in_shape)
+    if g._data.ndim and g._data.shape != keep_shape:
+        g = g.reshape(keep_shape)
+    return g.expand(in_shape)
 
 
 def _sum_backward(node, g):
@@ -86,30 +88,28 @@ def _with_dtype(input, dtype):
     return input if dtype is None else input.to(dtypes.to_dtype(dtype))
 
 
-def _sum_like(input, dim, keepdim, is_prod):
-    """Sum/product kernel launch; returns (result data, keep shape, dims)."""
+def _sum_like(input, dim, keepdim, is_prod, mean=False):
+    """Sum/product (or mean) kernel launch; returns (result data, keep shape, dims, count)."""
     data = input._data
     dims = normalize_dims(None if _all_dims(dim) else dim, data.ndim)
     keep_shape, out_shape = _out_shapes(data.shape, dims)
+    view = _view_3d(data, dims)
+    n = view.shape[1]
     if data.dtype.kind == "f":
         out = np.empty(out_shape, data.dtype)
-        K.sum_3d(_view_3d(data, dims), is_prod, out.reshape(-1, _view_3d_inner(data, dims)))
+        # NOTE: mean of nothing is nan, as in PyTorch (0 * nan)
+        scale = (1.0 / n if n else float("nan")) if mean else 1.0
+        K.sum_3d(view, is_prod, scale, out.reshape(-1, view.shape[2]))
     else:
         out = np.empty(out_shape, np.int64)
-        K.sum_int_3d(_view_3d(data, dims), is_prod, out.reshape(-1, _view_3d_inner(data, dims)))
-    return (out.reshape(keep_shape) if keepdim else out), keep_shape, dims
-
-
-def _view_3d_inner(data, dims):
-    if data.ndim == 0 or dims != tuple(range(dims[0], dims[-1] + 1)):
-        return 1
-    return int(math.prod(data.shape[dims[-1] + 1:]))
+        K.sum_int_3d(view, is_prod, out.reshape(-1, view.shape[2]))
+    return (out.reshape(keep_shape) if keepdim else out), keep_shape, dims, n
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None):
     """Sum over ``dim`` (all dims when None); bool and integer inputs sum to int64."""
     input = _with_dtype(input, dtype)
-    out, keep_shape, _ = _sum_like(input, dim, keepdim, False)
+    out, keep_shape, _, _ = _sum_like(input, dim, keepdim, False)
     node_cls = SumBackward0 if _all_dims(dim) else SumBackward1
     return record(Tensor._wrap(out), node_cls, (input,), (keep_shape, input._data.shape))
 
@@ -121,11 +121,8 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
             "mean(): could not infer output dtype. Input dtype must be either a floating point "
             f"or complex dtype. Got: {_TORCH_NAME[input.dtype.name]}")
     input = _with_dtype(input, dtype)
-    out, keep_shape, dims = _sum_like(input, dim, keepdim, False)
-    n = int(math.prod([input._data.shape[d] for d in dims])) if input._data.ndim else 1
+    out, keep_shape, dims, n = _sum_like(input, dim, keepdim, False, mean=True)
     result = Tensor._wrap(out)
-    with grad_mode.no_grad():
-        result.mul_(1.0 / n) if n else result.fill_(float("nan"))
     node_cls = MeanBackward0 if _all_dims(dim) else MeanBackward1
     return record(result, node_cls, (input,), (keep_shape, input._data.shape, n))
 
@@ -158,7 +155,7 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
     if dim is not None and not isinstance(dim, int):
         raise TypeError("prod(): argument 'dim' must be int")
     input = _with_dtype(input, dtype)
-    out, keep_shape, _ = _sum_like(input, dim, keepdim, True)
+    out, keep_shape, _, _ = _sum_like(input, dim, keepdim, True)
     node_cls = ProdBackward0 if dim is None else ProdBackward1
     return record(Tensor._wrap(out), node_cls, (input,), (input, keep_shape, dim), check=(input,))
 
@@ -178,9 +175,9 @@ def _extreme(input, dims, largest, name, whole=False):
     keep_shape, out_shape = _out_shapes(data.shape, dims)
     values = np.empty(out_shape, data.dtype)
     indices = np.empty(out_shape, np.int64)
-    inner = _view_3d_inner(data, dims)
-    K.argextreme_3d(_view_3d(data, dims), largest, values.reshape(-1, inner),
-                    indices.reshape(-1, inner))
+    view = _view_3d(data, dims)
+    K.argextreme_3d(view, largest, values.reshape(-1, view.shape[2]),
+                    indices.reshape(-1, view.shape[2]))
     return values, indices, keep_shape
 
 

@@ -9,8 +9,8 @@ _FAST = {"reassoc", "contract"}  # lets LLVM vectorize accumulations; NaN still 
 
 
 @njit(cache=True, fastmath=_FAST, error_model="numpy")
-def sum_3d(x, is_prod, out):
-    """x (O, R, I) -> out (O, I): sum (or product if is_prod) over R, accumulated in float64."""
+def sum_3d(x, is_prod, scale, out):
+    """x (O, R, I) -> out (O, I): scale * sum (or product) over R, accumulated in float64."""
     n_outer, n_red, n_inner = x.shape
     acc = np.empty(n_inner, np.float64)
     for o in range(n_outer):
@@ -25,7 +25,7 @@ def sum_3d(x, is_prod, out):
                 for i in range(n_inner):
                     acc[i] = acc[i] * x[o, r, i] if is_prod else acc[i] + x[o, r, i]
         for i in range(n_inner):
-            out[o, i] = acc[i]
+            out[o, i] = acc[i] * scale
 
 
 @njit(cache=True, error_model="numpy")
