@@ -4,7 +4,8 @@ import builtins
 
 import numpy as np
 
-__all__ = ["dtype", "float32", "float64", "int64", "int32", "bool", "float", "double", "long", "int"]
+__all__ = ["bool", "double", "dtype", "float", "float32", "float64", "int", "int32", "int64",
+           "long"]
 
 
 class dtype:
@@ -17,7 +18,7 @@ class dtype:
         self.np = np.dtype(np_dtype)
         self.is_floating_point = is_floating_point
         self.itemsize = self.np.itemsize
-        self._rank = rank  # position in the promotion lattice bool < int32 < int64 < float32 < float64
+        self._rank = rank  # promotion order: bool < int32 < int64 < float32 < float64
 
     def __repr__(self):
         return f"jitgrad.{self.name}"

@@ -4,7 +4,6 @@ Operators and methods are the functions of ``jitgrad.ops`` bound at the bottom o
 so each is written once and serves both ``x.exp()`` and ``jitgrad.exp(x)``.
 """
 
-import numpy as np
 
 from jitgrad import dtypes
 from jitgrad._tensor_str import format_tensor

@@ -1,4 +1,4 @@
-"""One helper checks an op's forward and backward: numpy/torch forward, float64 finite differences."""
+"""One helper checks an op: forward against numpy/torch, backward against float64 differences."""
 
 import numpy as np
 
@@ -20,7 +20,7 @@ def random_inputs(shapes, dtype=np.float64, low=-2.0, high=2.0, seed=0):
 def numerical_grads(fn, arrays, weight, eps=1e-6):
     """d sum(fn(*arrays) * weight) / d arrays by central differences, all in float64."""
     grads = []
-    for k, a in enumerate(arrays):
+    for a in arrays:
         g = np.zeros_like(a)
         for idx in np.ndindex(*a.shape):
             saved = a[idx]

@@ -1,4 +1,4 @@
-"""The 60 Minute Blitz autograd page prints what PyTorch prints (addresses and random values aside)."""
+"""The 60 Minute Blitz autograd page prints what PyTorch prints (bar addresses, random values)."""
 
 import os
 import re

@@ -48,7 +48,8 @@ def test_norm_matches_numpy():
     (lambda: jitgrad.tensor([1, 2]), "tensor([1, 2])"),
     (lambda: jitgrad.tensor([1, 2], dtype=jitgrad.int32), "tensor([1, 2], dtype=jitgrad.int32)"),
     (lambda: jitgrad.tensor([True, False]), "tensor([ True, False])"),
-    (lambda: jitgrad.tensor([1.5], dtype=jitgrad.float64), "tensor([1.5000], dtype=jitgrad.float64)"),
+    (lambda: jitgrad.tensor([1.5], dtype=jitgrad.float64),
+     "tensor([1.5000], dtype=jitgrad.float64)"),
     (lambda: jitgrad.tensor(2.0, requires_grad=True) * 2, "tensor(4., grad_fn=<MulBackward0>)"),
     (lambda: jitgrad.zeros(0, 3), "tensor([], size=(0, 3))"),
 ])

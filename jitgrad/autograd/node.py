@@ -109,5 +109,5 @@ def record(result, node_cls, inputs, saved, check=()):
 
 
 def node_class(name, apply, base=Node):
-    """A Node subclass named as PyTorch prints it (``MulBackward0``) with ``apply`` as its backward."""
+    """A Node subclass named as PyTorch prints it (``MulBackward0``), ``apply`` its backward."""
     return type(name, (base,), {"__slots__": (), "apply": apply})

@@ -83,7 +83,8 @@ class _Plan:
         self.mask = "".join("a" if isinstance(a, Tensor) else "s" for a in args)
         casts = []
         for name, a in zip(spec.inputs, args):
-            want = np.dtype(np.bool_) if (name == "c" or spec.kind == "logical") else self.compute.np
+            is_bool = name == "c" or spec.kind == "logical"
+            want = np.dtype(np.bool_) if is_bool else self.compute.np
             casts.append(want if isinstance(a, Tensor) and a._data.dtype != want else None)
         self.casts = tuple(casts) if any(c is not None for c in casts) else None
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from helpers import check_op
 
 import jitgrad
-from helpers import check_op
 
 np_sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
 

@@ -83,7 +83,7 @@ def _masks(n):
 
 
 def elementwise_source(inputs, formula, dtype_names):
-    """Source of a module with one kernel per (dtype, scalar mask, layout) of an elementwise formula.
+    """Source of a module with a kernel per (dtype, scalar mask, layout) of an elementwise formula.
 
     Each kernel has the contract ``k(*inputs, out)``: array inputs have ``out``'s shape (flat
     C-contiguous for 'c', 4-D strided for 'nd'), scalar inputs are Python numbers.
