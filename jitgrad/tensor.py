@@ -27,7 +27,7 @@ class Tensor:
                 [3., 3.]])
     """
 
-    __slots__ = ("_data", "_requires_grad", "grad", "grad_fn", "_version", "_base",
+    __slots__ = ("_data", "_requires_grad", "grad", "grad_fn", "_output_nr", "_version", "_base",
                  "_grad_acc", "_retains_grad", "__weakref__")
 
     def __init__(self, *args, requires_grad=False):
@@ -52,6 +52,7 @@ class Tensor:
         t._requires_grad = grad_fn is not None
         t.grad = None
         t.grad_fn = grad_fn
+        t._output_nr = 0
         t._version = [0]
         t._base = None
         t._grad_acc = None
@@ -169,12 +170,21 @@ class Tensor:
     def _grad_edge(self):
         """The graph edge that gradients for this tensor flow into, as ``(node, 0)``."""
         if self.grad_fn is not None:
-            return (self.grad_fn, 0)
+            return (self.grad_fn, self._output_nr)
         if not self._requires_grad:
             return (None, 0)
         if self._grad_acc is None:
             self._grad_acc = AccumulateGrad(self)
         return (self._grad_acc, 0)
+
+    def register_hook(self, hook):
+        """``hook(grad)`` runs when this tensor's gradient is computed; it may return a new one.
+
+        Returns a handle whose ``remove()`` unregisters the hook.
+        """
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        return self._grad_edge()[0]._hook_list().tensor.add(hook)
 
     def _accumulate_grad(self, grad):
         from jitgrad import ops
@@ -197,6 +207,10 @@ class Tensor:
         from jitgrad.autograd.functional import backward
 
         backward(self, gradient, retain_graph, create_graph, inputs)
+
+    @property
+    def output_nr(self):
+        return self._output_nr
 
     # --- host access --------------------------------------------------------------------------
     def item(self):

@@ -1,54 +1,99 @@
 """The backward scheduler: dependency counting, then nodes in topological order, iteratively."""
 
-from jitgrad.autograd import grad_mode
+from jitgrad.autograd import anomaly, grad_mode
+from jitgrad.autograd.node import AccumulateGrad
 
 __all__ = ["run_backward"]
 
 
-def _count_dependencies(roots):
-    deps = {}
+def _walk(roots):
+    """Dependency counts of every node reachable from ``roots``, and each node's parents."""
+    deps, parents = {}, {}
     seen = set(roots)
     stack = list(roots)
     while stack:
-        for nxt, _ in stack.pop().next_functions:
+        node = stack.pop()
+        for nxt, _ in node.next_functions:
             if nxt is None:
                 continue
             deps[nxt] = deps.get(nxt, 0) + 1
+            parents.setdefault(nxt, []).append(node)
             if nxt not in seen:
                 seen.add(nxt)
                 stack.append(nxt)
-    return deps
+    return deps, parents
 
 
-def run_backward(roots, root_grads, retain_graph, create_graph):
-    """Propagate ``root_grads`` from the ``roots`` nodes to every reachable node.
+def _needed(capture, parents):
+    """Nodes with a path to a captured node: the only ones ``autograd.grad`` has to run."""
+    needed = set(capture)
+    stack = list(capture)
+    while stack:
+        for p in parents.get(stack.pop(), ()):
+            if p not in needed:
+                needed.add(p)
+                stack.append(p)
+    return needed
+
+
+def _add(buffers, node, nr, grad):
+    if node.n_outputs == 1:
+        prev = buffers.get(node)
+        buffers[node] = grad if prev is None else prev + grad
+        return
+    slots = buffers.get(node)
+    if slots is None:
+        slots = buffers[node] = [None] * node.n_outputs
+    slots[nr] = grad if slots[nr] is None else slots[nr] + grad
+
+
+def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
+    """Propagate ``root_grads`` (one per ``(node, output_nr)`` root) through the graph.
 
     Gradients meeting at a node are summed; each node runs once, when all its consumers are done.
+    With ``capture`` (a list of nodes), returns the gradient arriving at each of them instead of
+    accumulating into leaves, and runs only the nodes on paths to them (``autograd.grad``).
     """
-    deps = _count_dependencies(roots)
+    root_nodes = [n for n, _ in roots]
+    deps, parents = _walk(root_nodes)
+    needed = _needed(capture, parents) if capture is not None else None
+    captured = {}
     buffers = {}
-    for node, grad in zip(roots, root_grads):
-        buffers[node] = grad if node not in buffers else buffers[node] + grad
-    ready = [n for n in dict.fromkeys(roots) if n not in deps]
+    for (node, nr), grad in zip(roots, root_grads):
+        _add(buffers, node, nr, grad)
+    ready = [n for n in dict.fromkeys(root_nodes) if n not in deps]
+    check_nan = anomaly.is_enabled()
     with grad_mode.set_grad_enabled(create_graph):
         while ready:
             node = ready.pop()
             grad = buffers.pop(node, None)
             grads = ()
             if grad is not None:
-                if node.retained is not None:
+                if node.hooks is not None:
+                    grad = node.hooks.before(node, grad)
+                if node.retained is not None and capture is None:
                     node.retained._accumulate_grad(grad)
-                grads = node.apply(grad)
+                if capture is not None and node in needed:
+                    if node in capture:
+                        captured[node] = grad
+                    if type(node) is not AccumulateGrad:
+                        grads = node.apply(grad)
+                elif capture is None:
+                    grads = node.apply(grad)
+                if grads and node.hooks is not None:
+                    grads = node.hooks.after(grads, grad)
+                if check_nan and grads:
+                    anomaly.check_nan(node, grads)
                 if not retain_graph:
                     node.release()
-            for i, (nxt, _) in enumerate(node.next_functions):
-                if nxt is None:
+            for i, (nxt, nr) in enumerate(node.next_functions):
+                if nxt is None or (needed is not None and nxt not in needed):
                     continue
                 g = grads[i] if grads else None
                 if g is not None:
-                    prev = buffers.get(nxt)
-                    buffers[nxt] = g if prev is None else prev + g
+                    _add(buffers, nxt, nr, g)
                 remaining = deps[nxt] - 1
                 deps[nxt] = remaining
                 if remaining == 0:
                     ready.append(nxt)
+    return captured

@@ -1,6 +1,6 @@
 """Graph nodes: ``grad_fn`` objects and the ``AccumulateGrad`` node of a leaf."""
 
-from jitgrad.autograd import grad_mode
+from jitgrad.autograd import anomaly, grad_mode
 
 __all__ = ["RESULT", "AccumulateGrad", "Node", "node_class", "record"]
 
@@ -19,13 +19,30 @@ class Node:
     what the backward formula reads, dropped after the pass unless the graph is retained.
     """
 
-    __slots__ = ("next_functions", "saved", "versions", "retained", "__weakref__")
+    __slots__ = ("next_functions", "saved", "versions", "retained", "hooks", "trace",
+                 "__weakref__")
+    n_outputs = 1
 
     def __init__(self, next_functions, saved=()):
         self.next_functions = next_functions
         self.saved = saved
         self.versions = None  # (version box, version at save, tensor or None for the output)
         self.retained = None  # a non-leaf tensor that called retain_grad()
+        self.hooks = None
+        self.trace = anomaly.forward_trace() if anomaly._state["enabled"] else None
+
+    def register_hook(self, fn):
+        """``fn(grad_inputs, grad_outputs)`` runs after this node; it may return new grad_inputs."""
+        return self._hook_list().post.add(fn)
+
+    def register_prehook(self, fn):
+        """``fn(grad_outputs)`` runs before this node; it may return new grad_outputs."""
+        return self._hook_list().pre.add(fn)
+
+    def _hook_list(self):
+        if self.hooks is None:
+            self.hooks = _Hooks()
+        return self.hooks
 
     def name(self):
         return type(self).__name__
@@ -49,6 +66,51 @@ class Node:
 
     def apply(self, grad_output):
         raise NotImplementedError
+
+
+class RemovableHandle:
+    """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
+
+    __slots__ = ("_hooks", "_key")
+
+    def __init__(self, hooks, key):
+        self._hooks, self._key = hooks, key
+
+    def remove(self):
+        self._hooks.pop(self._key, None)
+
+
+class _HookDict(dict):
+    _next = 0
+
+    def add(self, fn):
+        _HookDict._next += 1
+        self[_HookDict._next] = fn
+        return RemovableHandle(self, _HookDict._next)
+
+
+class _Hooks:
+    """A node's hooks: tensor hooks and pre-hooks before ``apply``, post hooks after it."""
+
+    __slots__ = ("tensor", "pre", "post")
+
+    def __init__(self):
+        self.tensor, self.pre, self.post = _HookDict(), _HookDict(), _HookDict()
+
+    def before(self, node, grad):
+        for fn in list(self.tensor.values()):
+            new = fn(grad)
+            grad = grad if new is None else new
+        for fn in list(self.pre.values()):
+            new = fn((grad,))
+            grad = grad if new is None else new[0]
+        return grad
+
+    def after(self, grads, grad_output):
+        for fn in list(self.post.values()):
+            new = fn(tuple(grads), (grad_output,))
+            grads = grads if new is None else new
+        return grads
 
 
 class AccumulateGrad(Node):
