@@ -204,7 +204,7 @@ class Tensor:
             retain_graph: keep saved values for another backward (defaults to create_graph).
             create_graph: record the backward pass so it can be differentiated again.
         """
-        from jitgrad.autograd.functional import backward
+        from jitgrad.autograd.backward import backward
 
         backward(self, gradient, retain_graph, create_graph, inputs)
 
