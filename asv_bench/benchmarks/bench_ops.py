@@ -1,0 +1,91 @@
+"""Single ops, forward and forward+backward, across sizes and dtypes (jitgrad vs torch)."""
+
+from .common import LIBRARIES, array, check_device, library, tensor
+
+SIZES = [4, 1_000, 1_000_000]
+
+
+class Elementwise:
+    params = (LIBRARIES, ["add", "mul", "exp", "tanh", "sigmoid"], SIZES, ["float32", "float64"])
+    param_names = ["library", "op", "size", "dtype"]
+
+    def setup(self, lib_name, op, size, dtype):
+        self.lib = library(lib_name)
+        check_device(self.lib, "cpu")
+        self.x = tensor(self.lib, (size,), dtype, 0, requires_grad=True)
+        self.y = tensor(self.lib, (size,), dtype, 1)
+        binary = op in ("add", "mul")
+        self.fn = (lambda x: getattr(x, op)(self.y)) if binary else (lambda x: getattr(x, op)())
+        self.time_forward_backward()  # compile outside the timed region
+
+    def time_forward(self, *_):
+        self.fn(self.x)
+
+    def time_forward_backward(self, *_):
+        self.fn(self.x).sum().backward()
+
+
+class Reduction:
+    params = (LIBRARIES, ["sum", "mean", "amax", "softmax", "logsumexp"], [(64, 10), (1000, 1000)],
+              ["float32"])
+    param_names = ["library", "op", "shape", "dtype"]
+
+    def setup(self, lib_name, op, shape, dtype):
+        self.lib = library(lib_name)
+        self.x = tensor(self.lib, shape, dtype, requires_grad=True)
+        self.fn = {
+            "sum": lambda x: x.sum(1),
+            "mean": lambda x: x.mean(1),
+            "amax": lambda x: x.amax(1),
+            "softmax": lambda x: x.softmax(1),
+            "logsumexp": lambda x: x.logsumexp(1),
+        }[op]
+        self.time_forward_backward()
+
+    def time_forward(self, *_):
+        self.fn(self.x)
+
+    def time_forward_backward(self, *_):
+        self.fn(self.x).sum().backward()
+
+
+class Matmul:
+    params = (LIBRARIES, [(64, 784, 256), (512, 512, 512), (8, 64, 64)], ["float32"])
+    param_names = ["library", "mnk", "dtype"]
+
+    def setup(self, lib_name, mnk, dtype):
+        self.lib = library(lib_name)
+        m, n, k = mnk
+        self.a = tensor(self.lib, (m, n), dtype, 0, requires_grad=True)
+        self.b = tensor(self.lib, (n, k), dtype, 1, requires_grad=True)
+        self.time_forward_backward()
+
+    def time_forward(self, *_):
+        self.a @ self.b
+
+    def time_forward_backward(self, *_):
+        (self.a @ self.b).sum().backward()
+
+
+class ShapeAndIndexing:
+    params = (LIBRARIES, ["transpose_contiguous", "cat", "getitem_slice", "getitem_index"],
+              [(256, 256)])
+    param_names = ["library", "op", "shape"]
+
+    def setup(self, lib_name, op, shape):
+        self.lib = lib = library(lib_name)
+        self.x = tensor(lib, shape, requires_grad=True)
+        idx = lib.tensor(array((shape[0],), "float64", 2, 0, shape[0]).astype("int64"))
+        self.fn = {
+            "transpose_contiguous": lambda x: x.t().contiguous(),
+            "cat": lambda x: lib.cat([x, x], 0),
+            "getitem_slice": lambda x: x[1::2, :128],
+            "getitem_index": lambda x: x[idx],
+        }[op]
+        self.time_forward_backward()
+
+    def time_forward(self, *_):
+        self.fn(self.x)
+
+    def time_forward_backward(self, *_):
+        self.fn(self.x).sum().backward()

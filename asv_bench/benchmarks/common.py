@@ -1,0 +1,45 @@
+"""Seeded inputs and the jitgrad/torch switch shared by every suite (append only)."""
+
+import os
+
+import numpy as np
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # numba, torch and BLAS pools fight otherwise
+
+import jitgrad  # noqa: E402
+
+try:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+except ImportError:
+    torch = None
+
+LIBRARIES = ["jitgrad", "torch"]
+DEVICES = ["cpu", "cuda"]
+
+
+def library(name):
+    """The module for a ``library`` parameter; NotImplementedError (asv: skip) when missing."""
+    if name == "torch":
+        if torch is None:
+            raise NotImplementedError("torch is not installed")
+        return torch
+    return jitgrad
+
+
+def check_device(lib, device):
+    if device == "cuda":
+        available = lib.cuda.is_available() if hasattr(lib, "cuda") else False
+        if not available:
+            raise NotImplementedError("no CUDA device")
+
+
+def array(shape, dtype="float32", seed=0, low=-1.0, high=1.0):
+    return np.random.default_rng(seed).uniform(low, high, shape).astype(dtype)
+
+
+def tensor(lib, shape, dtype="float32", seed=0, requires_grad=False, low=-1.0, high=1.0):
+    """The same seeded values as a jitgrad or torch tensor."""
+    t = lib.tensor(array(shape, dtype, seed, low, high))
+    return t.requires_grad_(requires_grad)
