@@ -55,6 +55,12 @@ def _input_nodes(inputs):
     return nodes
 
 
+def _captured(captured, t, node):
+    """The gradient that reached ``t``: a multi-output node holds one per output."""
+    g = captured.get(node)
+    return g[t._output_nr] if isinstance(g, list) else g
+
+
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=None, materialize_grads=False):
     """The gradients of ``outputs`` with respect to ``inputs``, returned instead of accumulated.
@@ -75,7 +81,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     captured = run_backward(roots, grads, retain_graph, create_graph, capture=nodes)
     result = []
     for t, node in zip(inputs, nodes):
-        g = captured.get(node)
+        g = _captured(captured, t, node)
         if g is None and not allow_unused:
             raise RuntimeError(
                 "One of the differentiated Tensors appears to not have been used in the graph. "
@@ -106,5 +112,6 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
 
     with grad_mode.set_grad_enabled(create_graph):
         for t, node in zip(inputs, nodes):
-            if captured.get(node) is not None:
-                t._accumulate_grad(captured[node])
+            g = _captured(captured, t, node)
+            if g is not None:
+                t._accumulate_grad(g)

@@ -37,9 +37,9 @@ class Elementwise:
     """One elementwise formula and its lazily generated kernels."""
 
     __slots__ = ("name", "inputs", "formula", "kind", "grads", "derivatives", "node_cls",
-                 "saves_result", "read_inputs", "plans", "_kernels", "_module")
+                 "overload_nodes", "saves_result", "read_inputs", "plans", "_kernels", "_module")
 
-    def __init__(self, name, inputs, formula, kind, grads=None):
+    def __init__(self, name, inputs, formula, kind, grads=None, overloads=None):
         self.name = name
         self.inputs = tuple(inputs)
         self.formula = formula
@@ -54,10 +54,20 @@ class Elementwise:
         self.node_cls = None
         self.derivatives = tuple(_Derivative(self, n, self.grads[n]) if n in self.grads else None
                                  for n in self.inputs)
+        self.overload_nodes = {}
         if self.grads:
             camel = "".join(p.capitalize() for p in name.split("_"))
-            self.node_cls = node_class(f"{camel}Backward0", _backward)
-            self.node_cls.spec = self
+            self.node_cls = self._node_class(f"{camel}Backward0", None)
+            for mask, node_name in (overloads or {}).items():
+                tensors = tuple(i for i, m in enumerate(mask) if m == "a")
+                self.overload_nodes[mask] = self._node_class(
+                    node_name, None if len(tensors) == len(mask) else tensors)
+
+    def _node_class(self, node_name, edge_inputs):
+        cls = node_class(node_name, _backward)
+        cls.spec = self
+        cls.edge_inputs = edge_inputs  # inputs that have graph edges; None means all
+        return cls
 
     def kernel(self, dtype_name, mask, layout):
         key = (dtype_name, mask, layout)
@@ -75,12 +85,13 @@ class Elementwise:
 class _Plan:
     """How to run a spec for one argument signature: compute dtype, output dtype, casts."""
 
-    __slots__ = ("compute", "out_dtype", "mask", "casts")
+    __slots__ = ("compute", "out_dtype", "mask", "casts", "node_cls")
 
     def __init__(self, spec, args):
         self.compute = _compute_dtype(spec, args)
         self.out_dtype = np.dtype(np.bool_) if spec.kind == "compare" else self.compute.np
         self.mask = "".join("a" if isinstance(a, Tensor) else "s" for a in args)
+        self.node_cls = spec.overload_nodes.get(self.mask, spec.node_cls)
         casts = []
         for name, a in zip(spec.inputs, args):
             is_bool = name == "c" or spec.kind == "logical"
@@ -107,7 +118,9 @@ class _Derivative:
             return g
         args = [values[i] if i >= 0 else result for i in self.arg_index]
         if grad_mode.is_grad_enabled():
-            return self.graph_fn(g, *args)
+            # numbers become 0-d tensors so functions like log(2.0) stay Tensor ops
+            return self.graph_fn(g, *[a if isinstance(a, Tensor) else
+                                      Tensor._wrap(np.array(a, g._data.dtype)) for a in args])
         return apply(self.spec, (g, *args))
 
 
@@ -278,12 +291,16 @@ def apply(spec, args):
     if spec.node_cls is not None and grad_mode.is_grad_enabled():
         for a in args:
             if isinstance(a, Tensor) and a._requires_grad:
-                edges = tuple(a._grad_edge() if isinstance(a, Tensor) else _NO_EDGE for a in args)
+                node_cls = plan.node_cls
+                with_edges = args if node_cls.edge_inputs is None else [
+                    args[i] for i in node_cls.edge_inputs]
+                edges = tuple(a._grad_edge() if isinstance(a, Tensor) else _NO_EDGE
+                              for a in with_edges)
                 cast_values = None if plan.casts is None else tuple(
                     Tensor._wrap(v) if c is not None else a
                     for a, v, c in zip(args, values, plan.casts))
                 saved = (args, cast_values, out if spec.saves_result else None)
-                node = spec.node_cls(edges, saved)
+                node = node_cls(edges, saved)
                 result = Tensor._wrap(out, node)
                 node.versions = _versions(spec, args, result)
                 return result
@@ -311,11 +328,13 @@ def _backward(node, grad_output):
     if result is not None:
         result = Tensor._wrap(result, node if grad_mode.is_grad_enabled() else None)
     grads = []
-    for a, (edge, _), derivative in zip(args, node.next_functions, spec.derivatives):
+    inputs = range(len(args)) if node.edge_inputs is None else node.edge_inputs
+    for i, (edge, _) in zip(inputs, node.next_functions):
         if edge is None:
             grads.append(None)
             continue
-        gi = derivative(grad_output, values, result)
+        a = args[i]
+        gi = spec.derivatives[i](grad_output, values, result)
         if gi._data.shape != a._data.shape:
             gi = sum_to_shape(gi, a._data.shape)
         if gi._data.dtype != a._data.dtype:
@@ -346,36 +365,19 @@ def apply_(spec, target, args):
     records = grad_mode.is_grad_enabled() and any(
         isinstance(a, Tensor) and a._requires_grad for a in args)
     if records:
-        _check_inplace_on_leaf(target)
-        result = apply(spec, [_clone_for_inplace(a) if a is target else a for a in args])
-        copy_into(target._data, result._data)
-        target.grad_fn = result.grad_fn
-        target._requires_grad = True
-    else:
-        _launch(spec, compute.name, values, plan.mask, target._data)
+        from jitgrad.ops import inplace
+        from jitgrad.ops.shape import clone
+
+        inplace.check(target)
+        # the op's backward may read the old value, which the write is about to overwrite
+        return inplace.commit(target, apply(spec, [clone(a) if a is target else a for a in args]))
+    _launch(spec, compute.name, values, plan.mask, target._data)
     target._version[0] += 1
     return target
-
-
-def _check_inplace_on_leaf(t):
-    if t.grad_fn is None and t._requires_grad:
-        raise RuntimeError(
-            "a leaf Variable that requires grad is being used in an in-place operation.")
-    if t._base is not None and (t._base._requires_grad or t._requires_grad):
-        raise RuntimeError(
-            "in-place operations on views of tensors that require grad are not supported; "
-            "use an out-of-place op")
-
-
-def _clone_for_inplace(t):
-    # The op's backward may read the old value, which the in-place write is about to overwrite.
-    from jitgrad.ops.shape import clone
-
-    return clone(t)
 
 
 _TORCH_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
                 "bool": "Bool"}
 
-SPECS = {name: Elementwise(name, inputs.split(), formula, kind, grads)
-         for name, (inputs, formula, kind, grads) in ELEMENTWISE.items()}
+SPECS = {name: Elementwise(name, entry[0].split(), *entry[1:])
+         for name, entry in ELEMENTWISE.items()}

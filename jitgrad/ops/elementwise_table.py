@@ -5,21 +5,26 @@ input names, ``result`` (the op's output) and ``g`` (the incoming gradient). The
 turns each into numba kernels; the same text, evaluated on Tensors, gives differentiable
 backward graphs for ``create_graph=True``.
 
+An optional fifth field names PyTorch's scalar overloads: for an argument pattern ('a' tensor,
+'s' Python number), the node's name; such a node has edges for its tensor inputs only, as
+PyTorch's ``pow(Tensor, Scalar)`` (``PowBackward0``) has.
+
 Kinds: ``arith`` keeps integer dtypes, ``float`` promotes integers to the default float dtype,
 ``compare`` returns bool, ``logical`` works on bool, ``cast`` writes into any dtype.
 """
 
 __all__ = ["ELEMENTWISE"]
 
-# name: (inputs, forward, kind, {input: derivative})
+# name: (inputs, forward, kind, {input: derivative}[, {argument pattern: node name}])
 ELEMENTWISE = {
     "add": ("x y", "x + y", "arith", {"x": "g", "y": "g"}),
-    "sub": ("x y", "x - y", "arith", {"x": "g", "y": "-g"}),
+    "sub": ("x y", "x - y", "arith", {"x": "g", "y": "-g"}, {"sa": "RsubBackward1"}),
     "mul": ("x y", "x * y", "arith", {"x": "g * y", "y": "g * x"}),
     "div": ("x y", "x / y", "float", {"x": "g / y", "y": "-g * result / y"}),
     # NOTE: d/dy of x**y is 0 where x == 0 and y >= 0 (PyTorch's choice), not nan from log(0).
     "pow": ("x y", "x ** y", "arith", {"x": "g * y * x ** (y - 1)",
-                                       "y": "where((x == 0) & (y >= 0), 0, g * result * log(x))"}),
+                                       "y": "where((x == 0) & (y >= 0), 0, g * result * log(x))"},
+            {"aa": "PowBackward1", "as": "PowBackward0", "sa": "PowBackward2"}),
     # NOTE: ties split the gradient evenly between the operands, as PyTorch does.
     "maximum": ("x y", "maximum(x, y)", "arith",
                 {"x": "where(x > y, g, where(x == y, g * 0.5, 0))",
@@ -43,7 +48,7 @@ ELEMENTWISE = {
     # NOTE: clamp passes the gradient where lo <= x <= hi, bounds included, as PyTorch does.
     "clamp": ("x lo hi", "minimum(maximum(x, lo), hi)", "arith",
               {"x": "where((x >= lo) & (x <= hi), g, 0)", "lo": "where(x < lo, g, 0)",
-               "hi": "where(x > hi, g, 0)"}),
+               "hi": "where(x > hi, g, 0)"}, {"ass": "ClampBackward1"}),
     "where": ("c x y", "where(c, x, y)", "arith", {"x": "where(c, g, 0)", "y": "where(c, 0, g)"}),
     "eq": ("x y", "x == y", "compare", {}),
     "ne": ("x y", "x != y", "compare", {}),

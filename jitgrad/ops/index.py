@@ -136,32 +136,30 @@ def getitem(input, index):
     return _view_of(input, view, node_cls, (basic, data.shape))
 
 
-def _copy_slices_backward(node, g):
-    mask, index, value_shape = node.saved_values()
-    from jitgrad.ops.reduce import sum_to_shape
-
-    grads = [g * Tensor._wrap(mask)]
-    if node.next_functions[1][0] is not None:
-        grads.append(sum_to_shape(g[index], value_shape))
-    return grads
-
-
-CopySlices = node_class("CopySlices", _copy_slices_backward)
-
-
 def setitem(input, index, value):
     """``input[index] = value`` in place; recorded as CopySlices when gradients flow."""
+    from jitgrad.ops import inplace
+
     if not isinstance(value, Tensor):
         value = scalar_value(value)
     items, advanced = _normalize(index)
     data = input._data
-    records = grad_mode.is_grad_enabled() and (
-        input._requires_grad or (isinstance(value, Tensor) and value._requires_grad))
-    if records:
-        from jitgrad.ops.elementwise import _check_inplace_on_leaf
-
-        _check_inplace_on_leaf(input)
+    if grad_mode.is_grad_enabled() and (
+            input._requires_grad or (isinstance(value, Tensor) and value._requires_grad)):
+        inplace.check(input)
         edges = (input._grad_edge(), value._grad_edge() if isinstance(value, Tensor) else (None, 0))
+        written = cast(data, data.dtype)
+        _write(written, items, advanced, value)
+        vshape = value._data.shape if isinstance(value, Tensor) else ()
+        node = inplace.CopySlices(edges, (_positions(data.shape, items), vshape))
+        inplace.commit(input, Tensor._wrap(written, node))
+        return
+    _write(data, items, advanced, value)
+    input._version[0] += 1
+
+
+def _write(data, items, advanced, value):
+    """Store ``value`` (a Tensor or number) at ``data[items]``."""
     if advanced:
         positions = _positions(data.shape, items)
         vals = value._data if isinstance(value, Tensor) else np.asarray(value, data.dtype)
@@ -176,39 +174,24 @@ def setitem(input, index, value):
         K.put_flat(target.reshape(-1), positions.reshape(-1), flat_vals.reshape(-1), False)
         if target is not data:
             copy_into(data, target)
-        region = (positions,)
-    else:
-        basic = items if Ellipsis in items else items + (Ellipsis,)
-        try:
-            view = data[basic]
-        except IndexError as err:
-            raise _torch_error(err, data.shape, items) from None
-        if isinstance(value, Tensor):
-            vshape = value._data.shape
-            try:
-                if np.broadcast_shapes(vshape, view.shape) != view.shape:
-                    raise ValueError
-            except ValueError:
-                raise RuntimeError(
-                    f"expand: the shape of the value {list(vshape)} cannot be broadcast to the "
-                    f"indexing result {list(view.shape)}") from None
-            copy_into(view, value._data)
-        else:
-            apply_fill(view, value)
-        region = basic
-    input._version[0] += 1
-    if records:
-        mask = np.ones(data.shape, data.dtype)
-        if advanced:
-            K.put_flat(mask.reshape(-1), region[0].reshape(-1),
-                       np.zeros(region[0].size, mask.dtype),
-                       False)
-        else:
-            apply_fill(mask[region], 0)
-        vshape = value._data.shape if isinstance(value, Tensor) else ()
-        index_for_grad = items if advanced else region
-        input.grad_fn = CopySlices(edges, (mask, index_for_grad, vshape))
-        input._requires_grad = True
+        return
+    basic = items if Ellipsis in items else items + (Ellipsis,)
+    try:
+        view = data[basic]
+    except IndexError as err:
+        raise _torch_error(err, data.shape, items) from None
+    if not isinstance(value, Tensor):
+        apply_fill(view, value)
+        return
+    vshape = value._data.shape
+    try:
+        if np.broadcast_shapes(vshape, view.shape) != view.shape:
+            raise ValueError
+    except ValueError:
+        raise RuntimeError(
+            f"expand: the shape of the value {list(vshape)} cannot be broadcast to the "
+            f"indexing result {list(view.shape)}") from None
+    copy_into(view, value._data)
 
 
 def apply_fill(array, value):

@@ -8,8 +8,12 @@ _NOT_METHODS = {"cat", "concat", "concatenate", "stack", "embed", "sum_to_shape"
 
 
 def _operand_check(fn, reflected=False):
-    """An operator method that returns NotImplemented for operands jitgrad can't take."""
-    if reflected:
+    """An operator method that returns NotImplemented for operands jitgrad can't take.
+
+    ``reflected``: ``other OP self``; ``"commutative"`` computes ``self OP other`` instead, so
+    ``2 * x`` records the same graph as ``x * 2``, as in PyTorch.
+    """
+    if reflected is True:
         def method(self, other):
             try:
                 return fn(other, self)
@@ -27,9 +31,9 @@ def _operand_check(fn, reflected=False):
 def _alias_methods(Tensor):
     p = pointwise
     return {
-        "__add__": _operand_check(p.add), "__radd__": _operand_check(p.add, True),
+        "__add__": _operand_check(p.add), "__radd__": _operand_check(p.add, "commutative"),
         "__sub__": _operand_check(p.sub), "__rsub__": _operand_check(p.sub, True),
-        "__mul__": _operand_check(p.mul), "__rmul__": _operand_check(p.mul, True),
+        "__mul__": _operand_check(p.mul), "__rmul__": _operand_check(p.mul, "commutative"),
         "__truediv__": _operand_check(p.div), "__rtruediv__": _operand_check(p.div, True),
         "__pow__": _operand_check(p.pow), "__rpow__": _operand_check(p.pow, True),
         "__matmul__": _operand_check(linalg.matmul),
@@ -39,6 +43,9 @@ def _alias_methods(Tensor):
         "__gt__": _operand_check(p.gt), "__ge__": _operand_check(p.ge),
         "__and__": _operand_check(p.logical_and), "__or__": _operand_check(p.logical_or),
         "__xor__": _operand_check(p.logical_xor), "__invert__": p.logical_not,
+        "__rand__": _operand_check(p.logical_and, "commutative"),
+        "__ror__": _operand_check(p.logical_or, "commutative"),
+        "__rxor__": _operand_check(p.logical_xor, "commutative"),
         "__iadd__": p.add_, "__isub__": p.sub_, "__imul__": p.mul_, "__itruediv__": p.div_,
         "__ipow__": p.pow_, "__neg__": p.neg, "__abs__": p.abs,
         "__getitem__": index.getitem, "__setitem__": index.setitem,

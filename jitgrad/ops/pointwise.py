@@ -127,13 +127,24 @@ def where(condition, input, other):
     return ew.apply(_S["where"], (condition, input, other))
 
 
+def _fill_backward(node, g):
+    return (g * 0,)
+
+
+FillBackward0 = node_class("FillBackward0", _fill_backward)
+
+
 def fill_(input, value):
-    """Set every element to ``value``."""
+    """Set every element to ``value``; under autograd the old history gets a zero gradient."""
+    from jitgrad.ops import inplace
     from jitgrad.ops.index import apply_fill
 
-    if grad_mode.is_grad_enabled() and input._requires_grad:
-        ew._check_inplace_on_leaf(input)
     value = value.item() if isinstance(value, Tensor) else ew.scalar_value(value)
+    if grad_mode.is_grad_enabled() and input._requires_grad:
+        inplace.check(input)
+        filled = np.empty(input._data.shape, input._data.dtype)
+        apply_fill(filled, value)
+        return inplace.commit(input, Tensor._wrap(filled, FillBackward0((input._grad_edge(),))))
     apply_fill(input._data, value)
     input._version[0] += 1
     return input
@@ -147,8 +158,8 @@ def zero_(input):
 def _copy_backward(node, g):
     from jitgrad.ops.reduce import sum_to_shape
 
-    src_shape = node.saved_values()
-    return g * 0, sum_to_shape(g, src_shape)
+    src_shape, src_dtype = node.saved_values()
+    return g * 0, sum_to_shape(g, src_shape).to(src_dtype)
 
 
 CopyBackwards = node_class("CopyBackwards", _copy_backward)
@@ -156,21 +167,22 @@ CopyBackwards = node_class("CopyBackwards", _copy_backward)
 
 def copy_(input, src, non_blocking=False):
     """Copy ``src`` (broadcast to this shape, any dtype) into ``input``."""
+    from jitgrad.ops import inplace
+
     if not isinstance(src, Tensor):
         raise TypeError(f"copy_(): argument 'src' must be Tensor, not {type(src).__name__}")
     if np.broadcast_shapes(src._data.shape, input._data.shape) != input._data.shape:
         raise RuntimeError(
             f"output with shape {shape_str(input._data.shape)} doesn't match the broadcast shape "
             f"{shape_str(np.broadcast_shapes(src._data.shape, input._data.shape))}")
-    records = grad_mode.is_grad_enabled() and (input._requires_grad or src._requires_grad)
-    if records:
-        ew._check_inplace_on_leaf(input)
-        edges = (input._grad_edge(), src._grad_edge())
+    if grad_mode.is_grad_enabled() and (input._requires_grad or src._requires_grad):
+        inplace.check(input)
+        copied = np.empty(input._data.shape, input._data.dtype)
+        ew.copy_into(copied, src._data)
+        node = CopyBackwards((input._grad_edge(), src._grad_edge()), (src._data.shape, src.dtype))
+        return inplace.commit(input, Tensor._wrap(copied, node))
     ew.copy_into(input._data, src._data)
     input._version[0] += 1
-    if records:
-        input.grad_fn = CopyBackwards(edges, src._data.shape)
-        input._requires_grad = True
     return input
 
 

@@ -313,8 +313,38 @@ def _correction(correction, unbiased):
     return 0 if unbiased is False else 1
 
 
-def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    """Variance over ``dim`` with Bessel's ``correction`` (``unbiased=False`` means 0)."""
+def _keep(g, keep_shape):
+    return g if g._data.shape == keep_shape else g.reshape(keep_shape)
+
+
+def _own_output(node, data):
+    """A node's saved output as a Tensor; under create_graph it is differentiable again."""
+    return Tensor._wrap(data, node if grad_mode.is_grad_enabled() else None)
+
+
+def _var_backward(node, g):
+    x, dims, keep_shape, divisor, _ = node.saved_values()
+    return (_keep(g, keep_shape) * (2.0 / divisor) * (x - mean(x, dims, keepdim=True)),)
+
+
+def _std_backward(node, g):
+    x, dims, keep_shape, divisor, result = node.saved_values()
+    std = _own_output(node, result).reshape(keep_shape)
+    return (_keep(g, keep_shape) * (x - mean(x, dims, keepdim=True)) / (std * divisor),)
+
+
+def _logsumexp_backward(node, g):
+    x, keep_shape, result = node.saved_values()
+    lse = _own_output(node, result).reshape(keep_shape)
+    return (_keep(g, keep_shape) * (x - lse).exp(),)
+
+
+VarBackward0 = node_class("VarBackward0", _var_backward)
+StdBackward0 = node_class("StdBackward0", _std_backward)
+LogsumexpBackward0 = node_class("LogsumexpBackward0", _logsumexp_backward)
+
+
+def _variance(input, dim, unbiased, keepdim, correction, node_cls):
     if isinstance(dim, bool):  # x.var(False): legacy ``unbiased`` in first place
         dim, unbiased = None, dim
     correction = _correction(correction, unbiased)
@@ -322,13 +352,25 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
         raise RuntimeError("std and var only support floating point and complex dtypes")
     dims = normalize_dims(None if _all_dims(dim) else dim, input._data.ndim)
     n = int(math.prod([input._data.shape[d] for d in dims])) if input._data.ndim else 1
-    centered = input - mean(input, dims, keepdim=True)
-    return sum(centered * centered, dims, keepdim) / builtins.max(n - correction, 0)
+    divisor = builtins.max(n - correction, 0)
+    keep_shape, _ = _out_shapes(input._data.shape, dims)
+    with grad_mode.no_grad():
+        centered = input - mean(input, dims, keepdim=True)
+        out = sum(centered * centered, dims, keepdim) / divisor
+        if node_cls is StdBackward0:
+            out = out.sqrt()
+    return record(out, node_cls, (input,), (input, dims, keep_shape, divisor, out._data),
+                  check=(input,))
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Variance over ``dim`` with Bessel's ``correction`` (``unbiased=False`` means 0)."""
+    return _variance(input, dim, unbiased, keepdim, correction, VarBackward0)
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    """Standard deviation: ``sqrt(var(...))``."""
-    return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
+    """Standard deviation over ``dim``: the square root of ``var``."""
+    return _variance(input, dim, unbiased, keepdim, correction, StdBackward0)
 
 
 def logsumexp(input, dim, keepdim=False):
@@ -337,11 +379,15 @@ def logsumexp(input, dim, keepdim=False):
 
     x = input if input._data.dtype.kind == "f" else input.float()
     dims = normalize_dims(dim, x._data.ndim)
-    # an empty reduction has no max: its sum (zeros) is as good a shift
-    m = (amax if x._data.size else sum)(x.detach(), dims, keepdim=True)
-    m = elementwise.apply(elementwise.SPECS["where"], (m.abs().eq(float("inf")), 0.0, m))
-    out = sum((x - m).exp(), dims, keepdim=True).log() + m
-    return out if keepdim else out.squeeze(dims) if dims else out
+    keep_shape, _ = _out_shapes(x._data.shape, dims)
+    with grad_mode.no_grad():
+        # an empty reduction has no max: its sum (zeros) is as good a shift
+        m = (amax if x._data.size else sum)(x, dims, keepdim=True)
+        m = elementwise.apply(elementwise.SPECS["where"], (m.abs().eq(float("inf")), 0.0, m))
+        out = sum((x - m).exp(), dims, keepdim=True).log() + m
+        out = out if keepdim else out.reshape(tuple(s for d, s in enumerate(keep_shape)
+                                                    if d not in dims))
+    return record(out, LogsumexpBackward0, (x,), (x, keep_shape, out._data), check=(x,))
 
 
 def _softmax_backward(node, g):

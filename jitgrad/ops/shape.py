@@ -133,6 +133,7 @@ def _transpose_backward(node, g):
 
 
 TransposeBackward0 = node_class("TransposeBackward0", _transpose_backward)
+TBackward0 = node_class("TBackward0", _transpose_backward)
 
 
 def transpose(input, dim0, dim1):
@@ -151,8 +152,8 @@ def t(input):
     if input._data.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
                            f"{input._data.ndim}D")
-    return transpose(input, 0, -1) if input._data.ndim == 2 else _view_of(
-        input, input._data.view(), TransposeBackward0, (0, 0))
+    swap = (0, 1) if input._data.ndim == 2 else (0, 0)
+    return _view_of(input, input._data.T, TBackward0, swap)
 
 
 def _permute_backward(node, g):
@@ -462,6 +463,20 @@ def stack(tensors, dim=0):
                 f"{shape_str(tensors[0]._data.shape)} at entry 0 and {shape_str(t_._data.shape)} "
                 f"at entry {i}")
     d = normalize_dim(dim, tensors[0]._data.ndim + 1)
-    return cat([unsqueeze(t_, d) for t_ in tensors], d)
+    with grad_mode.no_grad():
+        out = cat([unsqueeze(t_, d) for t_ in tensors], d)
+    if grad_mode.is_grad_enabled() and any(t_._requires_grad for t_ in tensors):
+        out.grad_fn = StackBackward0(tuple(t_._grad_edge() for t_ in tensors),
+                                     (d, [t_.dtype for t_ in tensors]))
+        out._requires_grad = True
+    return out
+
+
+def _stack_backward(node, g):
+    d, dtypes_ = node.saved_values()
+    return [piece.to(dtype) for piece, dtype in zip(unbind(g, d), dtypes_)]
+
+
+StackBackward0 = node_class("StackBackward0", _stack_backward)
 
 

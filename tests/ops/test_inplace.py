@@ -109,3 +109,60 @@ def test_inplace_matches_torch():
         else:
             np.testing.assert_allclose(ours[0], y.detach().numpy())
             np.testing.assert_allclose(ours[1], x.grad.numpy())
+
+
+VIEW_PROGRAMS = {
+    "mul_through_select": lambda m, x, v: _mul_row(x),
+    "setitem_on_view": lambda m, x, v: _set_through_view(x, v),
+    "copy_into_slice": lambda m, x, v: _copy_into_slice(x, v),
+    "zero_through_transpose": lambda m, x, v: _zero_column(x),
+}
+
+
+def _mul_row(x):
+    y = x * 1
+    y[0].mul_(2)
+    return (y * y).sum()
+
+
+def _set_through_view(x, v):
+    y = x * 2
+    y[1][0] = v.sum()
+    return (y * y).sum()
+
+
+def _copy_into_slice(x, v):
+    y = x + 1
+    y[:, 1:].copy_(v[:, :1] * 3)
+    return (y * x).sum()
+
+
+def _zero_column(x):
+    y = x * x
+    y.t()[1].zero_()
+    return (y * 3).sum()
+
+
+@pytest.mark.parametrize("name", VIEW_PROGRAMS)
+def test_inplace_through_views_matches_torch(name):
+    torch = pytest.importorskip("torch")
+    results = []
+    for mod in (jitgrad, torch):
+        x = mod.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+        v = mod.tensor([[0.5, -1.0], [2.0, 1.5]], requires_grad=True)
+        out = VIEW_PROGRAMS[name](mod, x, v)
+        out.backward()
+        results.append([out.item(), x.grad.numpy().copy(),
+                        None if v.grad is None else v.grad.numpy().copy()])
+    ours, theirs = results
+    assert ours[0] == pytest.approx(theirs[0], rel=1e-6)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-6)
+    assert (ours[2] is None) == (theirs[2] is None)
+    if ours[2] is not None:
+        np.testing.assert_allclose(ours[2], theirs[2], rtol=1e-6)
+
+
+def test_inplace_through_view_of_leaf_raises():
+    w = jitgrad.ones(2, 2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="a view of a leaf Variable that requires grad"):
+        w[0].add_(1)

@@ -230,7 +230,8 @@ def test_logsumexp_large_and_inf():
     out = big.logsumexp(1)
     np.testing.assert_allclose(out.detach().numpy(), [1000 + math.log(2), 88.0], rtol=1e-6)
     out.sum().backward()
-    np.testing.assert_allclose(big.grad.numpy(), [[0.5, 0.5], [0.0, 1.0]], atol=1e-7)
+    # NOTE: exp(x - result) in float32 near 1000 is off by an ulp of 1000; torch gives 0.4999855 too
+    np.testing.assert_allclose(big.grad.numpy(), [[0.5, 0.5], [0.0, 1.0]], atol=5e-5)
     x = jitgrad.tensor([[-INF, -INF], [-INF, 0.0], [INF, 1.0]])
     np.testing.assert_array_equal(x.logsumexp(1).numpy(), [-INF, 0.0, INF])
     if torch is not None:
