@@ -1,0 +1,345 @@
+"""Kernels of ``jitgrad.nn.functional``: im2col convolution, pooling, embedding, dropout, losses.
+
+Geometry travels as one int tuple ``p = (kh, kw, sh, sw, ph, pw, dh, dw)`` (kernel, stride,
+top/left padding, dilation) so each kernel has one signature per dtype. Output arrays that a
+kernel only partly writes are zero-filled by the caller.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from jitgrad.backends.cpu.scalar import exp, log
+
+
+@njit(inline="always")
+def _valid_range(off, stride, size, n_out):
+    """Outputs o in [lo, hi) whose input index o * stride + off lies in [0, size)."""
+    lo = max(0, -(off // stride))
+    hi = min(n_out, (size - 1 - off) // stride + 1) if size - 1 - off >= 0 else 0
+    return lo, max(lo, hi)
+
+
+@njit(cache=True)
+def im2col(x, p, oh, ow, cols):
+    """x (N, C, H, W) -> cols (N, C*kh*kw, oh*ow) (pre-zeroed): cols[n, (c,i,j), (y,x)]."""
+    kh, kw, sh, sw, ph, pw, dh, dw = p
+    n_batch, n_chan, h, w = x.shape
+    for n in range(n_batch):
+        for c in range(n_chan):
+            for i in range(kh):
+                y_lo, y_hi = _valid_range(i * dh - ph, sh, h, oh)
+                for j in range(kw):
+                    off = j * dw - pw
+                    x_lo, x_hi = _valid_range(off, sw, w, ow)
+                    row = (c * kh + i) * kw + j
+                    for oy in range(y_lo, y_hi):
+                        iy = oy * sh + i * dh - ph
+                        base = oy * ow
+                        for ox in range(x_lo, x_hi):
+                            cols[n, row, base + ox] = x[n, c, iy, ox * sw + off]
+
+
+@njit(cache=True)
+def _col2im_one(buf, p, oh, ow, dx):
+    """dx (C, H, W) += the columns of buf (C*kh*kw, oh*ow) scattered back to their pixels."""
+    kh, kw, sh, sw, ph, pw, dh, dw = p
+    n_chan, h, w = dx.shape
+    for c in range(n_chan):
+        for i in range(kh):
+            y_lo, y_hi = _valid_range(i * dh - ph, sh, h, oh)
+            for j in range(kw):
+                off = j * dw - pw
+                x_lo, x_hi = _valid_range(off, sw, w, ow)
+                row = (c * kh + i) * kw + j
+                for oy in range(y_lo, y_hi):
+                    iy = oy * sh + i * dh - ph
+                    base = oy * ow
+                    for ox in range(x_lo, x_hi):
+                        dx[c, iy, ox * sw + off] += buf[row, base + ox]
+
+
+# NOTE: one BLAS product per sample (and group), not one over the whole batch: OpenBLAS
+# multithreads products above ~262k multiply-adds, and its spinning threads then fight numba
+# and torch for the cores (measured 20-50x slower on 2 cores); per-sample products stay serial.
+@njit(cache=True)
+def conv2d_forward(cols, w, bias, has_bias, out):
+    """out[n, g] (Og, L) = w[g] (Og, Kg) @ cols[n, g*Kg:(g+1)*Kg] (+ bias[g, :, None])."""
+    n_groups, n_out, k_g = w.shape
+    for n in range(cols.shape[0]):
+        for g in range(n_groups):
+            np.dot(w[g], cols[n, g * k_g:(g + 1) * k_g], out[n, g])
+            if has_bias:
+                for o in range(n_out):
+                    b = bias[g, o]
+                    for q in range(out.shape[3]):
+                        out[n, g, o, q] += b
+
+
+@njit(cache=True)
+def conv2d_backward_input(grad, w, p, oh, ow, buf, dx):
+    """dx (N, C, H, W) (pre-zeroed) = col2im(w[g].T @ grad[n, g]); buf (C*kh*kw, L) scratch."""
+    n_groups, n_out, k_g = w.shape
+    for n in range(grad.shape[0]):
+        for g in range(n_groups):
+            np.dot(w[g].T, grad[n, g], buf[g * k_g:(g + 1) * k_g])
+        _col2im_one(buf, p, oh, ow, dx[n])
+
+
+@njit(cache=True)
+def conv2d_backward_weight(grad, cols, tmp, dw):
+    """dw[g] (Og, Kg) = sum over n of grad[n, g] (Og, L) @ cols[n, g rows].T; tmp like dw[0]."""
+    n_groups, n_out, k_g = dw.shape
+    for n in range(grad.shape[0]):
+        for g in range(n_groups):
+            rows = cols[n, g * k_g:(g + 1) * k_g]
+            if n == 0:
+                np.dot(grad[n, g], rows.T, dw[g])
+            else:
+                np.dot(grad[n, g], rows.T, tmp)
+                dw[g] += tmp  # NOTE: a (Og, Kg) add per sample; small next to the matmul
+
+
+@njit(cache=True)
+def max_pool2d_forward(x, p, out, idx):
+    """x (M, H, W) -> out, idx (M, OH, OW): window maximum and its flat index in H*W (NaN wins)."""
+    kh, kw, sh, sw, ph, pw, dh, dw = p
+    n_maps, h, w = x.shape
+    _, oh, ow = out.shape
+    for m in range(n_maps):
+        for oy in range(oh):
+            y0 = oy * sh - ph
+            y1 = min(y0 + (kh - 1) * dh + 1, h)
+            while y0 < 0:
+                y0 += dh
+            for ox in range(ow):
+                x0 = ox * sw - pw
+                x1 = min(x0 + (kw - 1) * dw + 1, w)
+                while x0 < 0:
+                    x0 += dw
+                best = x[m, y0, x0]
+                at = y0 * w + x0
+                for iy in range(y0, y1, dh):
+                    for ix in range(x0, x1, dw):
+                        v = x[m, iy, ix]
+                        if v > best or v != v:
+                            best = v
+                            at = iy * w + ix
+                out[m, oy, ox] = best
+                idx[m, oy, ox] = at
+
+
+@njit(cache=True)
+def index_scatter_add(grad, idx, dx):
+    """dx[m, idx[m, q]] += grad[m, q] for grad/idx (M, Q), dx (M, P) pre-zeroed."""
+    for m in range(grad.shape[0]):
+        for q in range(grad.shape[1]):
+            dx[m, idx[m, q]] += grad[m, q]
+
+
+@njit(cache=True)
+def window_mean_forward(x, hs, he, ws, we, div, out):
+    """out[m, i, j] = sum of x[m, hs[i]:he[i], ws[j]:we[j]] / div[i, j]; x (M, H, W)."""
+    n_maps, oh, ow = out.shape
+    for m in range(n_maps):
+        for i in range(oh):
+            for j in range(ow):
+                total = x[m, 0, 0] - x[m, 0, 0]
+                for iy in range(hs[i], he[i]):
+                    for ix in range(ws[j], we[j]):
+                        total += x[m, iy, ix]
+                out[m, i, j] = total / div[i, j]
+
+
+@njit(cache=True)
+def window_mean_backward(grad, hs, he, ws, we, div, dx):
+    """dx[m, window(i, j)] += grad[m, i, j] / div[i, j]; dx (M, H, W) pre-zeroed."""
+    n_maps, oh, ow = grad.shape
+    for m in range(n_maps):
+        for i in range(oh):
+            for j in range(ow):
+                share = grad[m, i, j] / div[i, j]
+                for iy in range(hs[i], he[i]):
+                    for ix in range(ws[j], we[j]):
+                        dx[m, iy, ix] += share
+
+
+@njit(cache=True)
+def dropout_forward(x, u, p, scale, out, mask):
+    """Flat arrays: mask = scale where u >= p else 0; out = x * mask."""
+    zero = scale - scale
+    for i in range(x.size):
+        k = scale if u[i] >= p else zero
+        mask[i] = k
+        out[i] = x[i] * k
+
+
+@njit(cache=True)
+def erf(x, out):
+    """Flat arrays: out = erf(x)."""
+    for i in range(x.size):
+        out[i] = math.erf(x[i])
+
+
+@njit(cache=True)
+def gelu_forward(x, out):
+    """Flat arrays: out = x * Phi(x), Phi the standard normal CDF (via erf)."""
+    for i in range(x.size):
+        v = x[i]
+        out[i] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
+
+
+@njit(cache=True)
+def gelu_backward(grad, x, out):
+    """Flat arrays: out = grad * (Phi(x) + x * phi(x))."""
+    for i in range(x.size):
+        v = x[i]
+        cdf = 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
+        pdf = 0.3989422804014327 * math.exp(-0.5 * v * v)
+        out[i] = grad[i] * (cdf + v * pdf)
+
+
+@njit(cache=True)
+def embedding_forward(idx, weight, pad, out):
+    """out[i] = weight[idx[i]], or zeros where idx[i] == pad (pad < 0: never); out (n, D)."""
+    for i in range(idx.size):
+        k = idx[i]
+        for j in range(out.shape[1]):
+            out[i, j] = 0 if k == pad else weight[k, j]
+
+
+@njit(cache=True)
+def embedding_backward(idx, grad, pad, by_freq, counts, dw):
+    """dw[idx[i]] += grad[i] (divided by idx[i]'s count when by_freq), except where == pad."""
+    if by_freq:
+        for i in range(idx.size):
+            counts[idx[i]] += 1
+    for i in range(idx.size):
+        k = idx[i]
+        if k == pad:
+            continue
+        for j in range(dw.shape[1]):
+            dw[k, j] += grad[i, j] / counts[k] if by_freq else grad[i, j]
+
+
+@njit(cache=True)
+def embedding_renorm(idx, weight, max_norm, norm_type):
+    """In place: rows weight[idx[i]] whose norm_type-norm exceeds max_norm are scaled down to it."""
+    for i in range(idx.size):
+        row = weight[idx[i]]
+        total = 0.0
+        for j in range(row.size):
+            total += abs(row[j]) ** norm_type
+        norm = total ** (1.0 / norm_type)
+        if norm > max_norm:
+            scale = max_norm / (norm + 1e-7)
+            for j in range(row.size):
+                row[j] *= scale
+
+
+@njit(cache=True)
+def nll_forward(x, target, weight, ignore, reduction, losses, result, total_weight):
+    """x (N, C, D), target (N, D): losses = -weight[t] * x[n, t, d] (0 where ignored).
+
+    reduction 1 (mean) / 2 (sum) writes result[0]; total_weight[0] gets sum of weight[t].
+    """
+    n_batch, _, n_inner = x.shape
+    acc = 0.0
+    wsum = 0.0
+    for n in range(n_batch):
+        for d in range(n_inner):
+            t = target[n, d]
+            if t == ignore:
+                losses[n, d] = 0
+                continue
+            wt = weight[t]
+            loss = -wt * x[n, t, d]
+            losses[n, d] = loss
+            acc += loss
+            wsum += wt
+    total_weight[0] = wsum
+    if reduction == 1:
+        result[0] = acc / wsum
+    elif reduction == 2:
+        result[0] = acc
+
+
+@njit(cache=True)
+def nll_backward(grad, full, scale, target, weight, ignore, dx):
+    """dx[n, t, d] = -weight[t] * grad * scale (grad[n, d] when full, else grad[0, 0])."""
+    n_batch, _, n_inner = dx.shape
+    for n in range(n_batch):
+        for d in range(n_inner):
+            t = target[n, d]
+            if t != ignore:
+                g = grad[n, d] if full else grad[0, 0]
+                dx[n, t, d] = -weight[t] * g * scale
+
+
+@njit(cache=True)
+def cross_entropy_forward(x, target, weight, ignore, smoothing, reduction, logp, losses, result,
+                          total_weight):
+    """Fused log_softmax + nll (+ label smoothing) over C of x (N, C, D); target (N, D).
+
+    logp gets log_softmax(x); losses[n, d] = (1 - s) * -w[t] logp[t] + s / C * -sum_c w[c] logp[c],
+    0 where ignored; result[0] the mean (over sum of w[t]) or sum; total_weight[0] = sum of w[t].
+    """
+    n_batch, n_class, n_inner = x.shape
+    keep = 1.0 - smoothing
+    share = smoothing / n_class
+    acc = 0.0
+    wsum = 0.0
+    for n in range(n_batch):
+        for d in range(n_inner):
+            m = x[n, 0, d]
+            for c in range(1, n_class):
+                v = x[n, c, d]
+                if v > m or v != v:
+                    m = v
+            s = 0.0  # NOTE: float64 accumulator for the partition sum
+            for c in range(n_class):
+                s += exp(x[n, c, d] - m)
+            shift = m + log(s)
+            smooth = x[n, 0, d] - x[n, 0, d]
+            for c in range(n_class):
+                lp = x[n, c, d] - shift
+                logp[n, c, d] = lp
+                smooth -= weight[c] * lp
+            t = target[n, d]
+            if t == ignore:
+                losses[n, d] = 0
+                continue
+            wt = weight[t]
+            loss = keep * (-wt * logp[n, t, d]) + share * smooth
+            losses[n, d] = loss
+            acc += loss
+            wsum += wt
+    total_weight[0] = wsum
+    if reduction == 1:
+        result[0] = acc / wsum
+    elif reduction == 2:
+        result[0] = acc
+
+
+@njit(cache=True)
+def cross_entropy_backward(grad, full, scale, logp, target, weight, weight_sum, ignore, smoothing,
+                           dx):
+    """d(cross_entropy_forward's losses)/dx times grad * scale; dx (N, C, D), 0 where ignored."""
+    n_batch, n_class, n_inner = dx.shape
+    keep = 1.0 - smoothing
+    share = smoothing / n_class
+    for n in range(n_batch):
+        for d in range(n_inner):
+            t = target[n, d]
+            if t == ignore:
+                for c in range(n_class):
+                    dx[n, c, d] = 0
+                continue
+            g = (grad[n, d] if full else grad[0, 0]) * scale
+            a = keep * weight[t]
+            b = share * weight_sum
+            for c in range(n_class):
+                pc = exp(logp[n, c, d])
+                dx[n, c, d] = g * ((a + b) * pc - share * weight[c])
+            dx[n, t, d] -= g * a

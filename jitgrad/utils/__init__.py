@@ -1,0 +1,5 @@
+"""Utilities: ``data`` (datasets and loaders)."""
+
+from jitgrad.utils import data
+
+__all__ = ["data"]
