@@ -1,6 +1,6 @@
 """Whole steps from the performance table of the benchmark issue (jitgrad vs torch)."""
 
-from .common import LIBRARIES, check_device, library, tensor
+from .common import LIBRARIES, array, check_device, library, tensor
 
 
 class TutorialStep:
@@ -66,3 +66,42 @@ class Matmul512:
 
     def time_matmul_forward_backward(self, *_):
         (self.a @ self.b).sum().backward()
+
+
+def _mlp(lib):
+    nn = lib.nn
+    return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
+                         nn.Linear(128, 10))
+
+
+def _lenet(lib):
+    nn = lib.nn
+    return nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, 120), nn.ReLU(),
+                         nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
+class TrainingStep:
+    """One SGD step (forward, cross_entropy, backward, update) of an MLP or LeNet."""
+
+    params = (LIBRARIES, ["mlp", "lenet"])
+    param_names = ["library", "model"]
+
+    def setup(self, lib_name, model):
+        lib = self.lib = library(lib_name)
+        lib.manual_seed(0)
+        self.net = _mlp(lib) if model == "mlp" else _lenet(lib)
+        shape = (64, 784) if model == "mlp" else (16, 1, 28, 28)
+        self.x = tensor(lib, shape)
+        self.y = lib.tensor(array((shape[0],), "float64", 3, 0, 10).astype("int64"))
+        self.opt = lib.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9)
+        self.time_step()
+
+    def time_step(self, *_):
+        self.opt.zero_grad()
+        loss = self.lib.nn.functional.cross_entropy(self.net(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+
+    def peakmem_step(self, *_):
+        self.time_step()

@@ -3,6 +3,8 @@
 import numpy as np
 from numba import njit
 
+from jitgrad.backends.cpu import blas  # noqa: F401  (limits BLAS threads before first use)
+
 
 @njit(cache=True)
 def mm(a, b, out):
