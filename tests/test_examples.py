@@ -50,7 +50,7 @@ def _normalise(text):
     text = re.sub(r"<(\w+)( object at ADDR)?>", lambda m: f"<NODE{m.group(2) or ''}>", text)
     text = re.sub(r"tensor\(\[\[[^\]]*\]\]", "tensor([[RANDOM]]", text, flags=re.S)
     text = re.sub(r"tensor\(\[[^\]]*\]\)", "tensor([RANDOM])", text, flags=re.S)
-    return re.sub(r"tensor\(-?\d+\.\d+", "tensor(RANDOM", text)
+    return re.sub(r"tensor\(-?\d+\.\d*(e[+-]\d+)?", "tensor(RANDOM", text)
 
 
 def _nodes(text):

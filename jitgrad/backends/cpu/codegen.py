@@ -82,13 +82,26 @@ def _masks(n):
     return masks  # all-scalar masks are fills
 
 
+def _scalar_library_hash():
+    """Hash of the scalar functions kernels inline: numba's cache does not track them."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha1()
+    for name in ("scalar.py", "vmath.py"):
+        with open(os.path.join(here, name), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:12]
+
+
+_SCALAR_HASH = _scalar_library_hash()
+
+
 def elementwise_source(inputs, formula, dtype_names):
     """Source of a module with a kernel per (dtype, scalar mask, layout) of an elementwise formula.
 
     Each kernel has the contract ``k(*inputs, out)``: array inputs have ``out``'s shape (flat
     C-contiguous for 'c', 4-D strided for 'nd'), scalar inputs are Python numbers.
     """
-    lines = ["import numpy as np", "from numba import njit",
+    lines = [f"# scalar functions {_SCALAR_HASH}", "import numpy as np", "from numba import njit",
              "from jitgrad.backends.cpu.scalar import *  # noqa: F403", ""]
     params = ", ".join(f"{name}_" for name in inputs) + ", out"
     idx_nd = ", ".join(f"i{d}" for d in range(MAX_DIMS))

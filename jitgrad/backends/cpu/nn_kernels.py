@@ -5,11 +5,11 @@ top/left padding, dilation) so each kernel has one signature per dtype. Output a
 kernel only partly writes are zero-filled by the caller.
 """
 
-import math
 
 import numpy as np
 from numba import njit
 
+from jitgrad.backends.cpu.scalar import erf as erf_
 from jitgrad.backends.cpu.scalar import exp, log
 
 
@@ -179,7 +179,7 @@ def dropout_forward(x, u, p, scale, out, mask):
 def erf(x, out):
     """Flat arrays: out = erf(x)."""
     for i in range(x.size):
-        out[i] = math.erf(x[i])
+        out[i] = erf_(x[i])
 
 
 @njit(cache=True)
@@ -187,7 +187,7 @@ def gelu_forward(x, out):
     """Flat arrays: out = x * Phi(x), Phi the standard normal CDF (via erf)."""
     for i in range(x.size):
         v = x[i]
-        out[i] = 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
+        out[i] = 0.5 * v * (1.0 + erf_(v * 0.7071067811865476))
 
 
 @njit(cache=True)
@@ -195,8 +195,8 @@ def gelu_backward(grad, x, out):
     """Flat arrays: out = grad * (Phi(x) + x * phi(x))."""
     for i in range(x.size):
         v = x[i]
-        cdf = 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
-        pdf = 0.3989422804014327 * math.exp(-0.5 * v * v)
+        cdf = 0.5 * (1.0 + erf_(v * 0.7071067811865476))
+        pdf = 0.3989422804014327 * exp(-0.5 * v * v)
         out[i] = grad[i] * (cdf + v * pdf)
 
 

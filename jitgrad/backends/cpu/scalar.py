@@ -9,13 +9,7 @@ import math
 import numpy as np
 from numba import njit
 
-# TEMP until vmath lands
-exp = njit(inline="always")(lambda a: np.exp(a))
-log = njit(inline="always")(lambda a: np.log(a))
-tanh = njit(inline="always")(lambda a: np.tanh(a))
-sin = njit(inline="always")(lambda a: np.sin(a))
-cos = njit(inline="always")(lambda a: np.cos(a))
-sigmoid = njit(inline="always")(lambda a: 1 / (1 + np.exp(-a)))
+from jitgrad.backends.cpu.vmath import cos, erf, exp, expm1, log, log1p, sigmoid, sin, tanh  # noqa: F401
 
 
 @njit(inline="always")
