@@ -85,13 +85,14 @@ class Elementwise:
 class _Plan:
     """How to run a spec for one argument signature: compute dtype, output dtype, casts."""
 
-    __slots__ = ("compute", "out_dtype", "mask", "casts", "node_cls")
+    __slots__ = ("compute", "out_dtype", "mask", "casts", "node_cls", "flat_kernel")
 
     def __init__(self, spec, args):
         self.compute = _compute_dtype(spec, args)
         self.out_dtype = np.dtype(np.bool_) if spec.kind == "compare" else self.compute.np
         self.mask = "".join("a" if isinstance(a, Tensor) else "s" for a in args)
         self.node_cls = spec.overload_nodes.get(self.mask, spec.node_cls)
+        self.flat_kernel = spec.kernel(self.compute.name, self.mask, "c")
         casts = []
         for name, a in zip(spec.inputs, args):
             is_bool = name == "c" or spec.kind == "logical"
@@ -238,7 +239,10 @@ _SCALAR_SIG = {float: "F", int: "I", bool: "B"}
 
 
 def _prepare(spec, args):
-    """Validate and cast the inputs; returns (plan, values, broadcast shape, args)."""
+    """Validate and cast the inputs; returns (plan, values, broadcast shape, args, flat).
+
+    ``flat``: every array input has the broadcast shape and is C-contiguous.
+    """
     sig = ""
     for a in args:
         if isinstance(a, Tensor):
@@ -257,14 +261,17 @@ def _prepare(spec, args):
     if plan.casts is not None:
         values = [v if c is None else cast(v, c) for v, c in zip(values, plan.casts)]
     shape = None
+    flat = True
     for v in values:
         if type(v) is np.ndarray:
             if shape is None:
                 shape = v.shape
             elif v.shape != shape:
                 shape = broadcast_shapes(*[v.shape for v in values if type(v) is np.ndarray])
+                flat = False
                 break
-    return plan, values, shape, args
+            flat = flat and v.flags.c_contiguous
+    return plan, values, shape, args, flat
 
 
 def copy_into(dst, src):
@@ -285,9 +292,13 @@ def cast(array, np_dtype):
 
 def apply(spec, args):
     """``spec`` applied out of place to Tensors / scalars, recording a node if grad is needed."""
-    plan, values, shape, args = _prepare(spec, args)
+    plan, values, shape, args, flat = _prepare(spec, args)
     out = np.empty(shape, plan.out_dtype)
-    _launch(spec, plan.compute.name, values, plan.mask, out)
+    if flat:
+        plan.flat_kernel(*[v.ravel() if type(v) is np.ndarray else v for v in values],
+                         out.ravel())
+    else:
+        _launch(spec, plan.compute.name, values, plan.mask, out)
     if spec.node_cls is not None and grad_mode.is_grad_enabled():
         for a in args:
             if isinstance(a, Tensor) and a._requires_grad:
@@ -351,7 +362,7 @@ def apply_(spec, target, args):
     """
     if not isinstance(target, Tensor):
         raise TypeError("in-place ops need a Tensor to write into")
-    plan, values, shape, args = _prepare(spec, args)
+    plan, values, shape, args, _ = _prepare(spec, args)
     compute = plan.compute
     if shape != target._data.shape:
         raise RuntimeError(
