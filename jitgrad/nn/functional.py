@@ -158,7 +158,7 @@ def _addmm_backward(node, g):
     edges = [e for e, _ in node.next_functions]
     return (rd.sum_to_shape(g, bias._data.shape) if edges[0] is not None else None,
             matmul(g, weight_t.t()) if edges[1] is not None else None,
-            matmul(input.t(), g) if edges[2] is not None else None)
+            matmul(g.t(), input).t() if edges[2] is not None else None)  # contiguous dW
 
 
 AddmmBackward0 = node_class("AddmmBackward0", _addmm_backward)

@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from jitgrad.autograd.node import node_class, record
+from jitgrad.backends.cpu import blas
 from jitgrad.backends.cpu import linalg_kernels as K
 from jitgrad.ops._checks import broadcast_shapes
 from jitgrad.ops.elementwise import cast
@@ -46,6 +47,7 @@ def _matmul_nd(a, b):
         raise RuntimeError(
             f"mat1 and mat2 shapes cannot be multiplied ({ad.shape[-2] if ad.ndim > 1 else 1}x{k} "
             f"and {k2}x{m})")
+    blas.use_threads_for(n * k * m * math.prod(batch))
     if ad.ndim == 2 and bd.ndim == 2 and ad.dtype.kind == "f":
         out = np.empty((n, m), ad.dtype)
         K.mm(_blas_ready(ad), _blas_ready(bd), out)

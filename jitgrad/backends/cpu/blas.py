@@ -2,15 +2,21 @@
 
 numba's ``np.dot`` calls scipy's own OpenBLAS, a separate library from numpy's. Its worker
 threads spin after each call and fight numba's kernels, torch's pool and other processes for the
-cores: on 2 cores an MLP step ran 15x slower with them. jitgrad therefore runs that BLAS on
-``JITGRAD_BLAS_THREADS`` threads (default 1); numpy's BLAS is left alone.
+cores: on a busy 2-core machine an MLP step ran 15x slower with them. jitgrad therefore runs
+that BLAS single-threaded, except for products big enough that threads pay off even so
+(``use_threads_for``); ``JITGRAD_BLAS_THREADS`` caps the count. numpy's BLAS is left alone.
 """
 
 import ctypes
 import glob
 import os
 
-__all__ = ["set_num_threads"]
+__all__ = ["set_num_threads", "use_threads_for"]
+
+_MAX_THREADS = int(os.environ.get("JITGRAD_BLAS_THREADS", os.cpu_count() or 1))
+# NOTE: below ~4M multiply-adds one thread is as fast and never fights other pools
+_THREADED_WORK = 1 << 22
+_current = [None]
 
 
 def _scipy_openblas():
@@ -25,13 +31,22 @@ def _scipy_openblas():
     return None
 
 
+_setter = _scipy_openblas()
+
+
 def set_num_threads(n):
     """Set the thread count of scipy's OpenBLAS; returns False where there is none to set."""
-    setter = _scipy_openblas()
-    if setter is None:
+    if _setter is None:
         return False
-    setter(int(n))
+    if _current[0] != n:
+        _setter(int(n))
+        _current[0] = n
     return True
 
 
-set_num_threads(os.environ.get("JITGRAD_BLAS_THREADS", "1"))
+def use_threads_for(work):
+    """Pick the BLAS thread count for a product of ``work`` multiply-adds."""
+    set_num_threads(_MAX_THREADS if work >= _THREADED_WORK else 1)
+
+
+set_num_threads(1)
