@@ -37,8 +37,12 @@ def im2col(x, p, oh, ow, cols):
                     for oy in range(y_lo, y_hi):
                         iy = oy * sh + i * dh - ph
                         base = oy * ow
-                        for ox in range(x_lo, x_hi):
-                            cols[n, row, base + ox] = x[n, c, iy, ox * sw + off]
+                        if sw == 1:  # the common case: a contiguous run, copied as a block
+                            cols[n, row, base + x_lo:base + x_hi] = x[n, c, iy,
+                                                                    x_lo + off:x_hi + off]
+                        else:
+                            for ox in range(x_lo, x_hi):
+                                cols[n, row, base + ox] = x[n, c, iy, ox * sw + off]
 
 
 @njit(cache=True)
@@ -56,8 +60,11 @@ def _col2im_one(buf, p, oh, ow, dx):
                 for oy in range(y_lo, y_hi):
                     iy = oy * sh + i * dh - ph
                     base = oy * ow
-                    for ox in range(x_lo, x_hi):
-                        dx[c, iy, ox * sw + off] += buf[row, base + ox]
+                    if sw == 1:
+                        dx[c, iy, x_lo + off:x_hi + off] += buf[row, base + x_lo:base + x_hi]
+                    else:
+                        for ox in range(x_lo, x_hi):
+                            dx[c, iy, ox * sw + off] += buf[row, base + ox]
 
 
 # NOTE: one BLAS product per sample (and group), not one over the whole batch: OpenBLAS
