@@ -91,7 +91,11 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
                     continue
                 g = grads[i] if grads else None
                 if g is not None:
-                    _add(buffers, nxt, nr, g)
+                    if nxt.n_outputs == 1:
+                        prev = buffers.get(nxt)
+                        buffers[nxt] = g if prev is None else prev + g
+                    else:
+                        _add(buffers, nxt, nr, g)
                 remaining = deps[nxt] - 1
                 deps[nxt] = remaining
                 if remaining == 0:

@@ -244,33 +244,34 @@ def _prepare(spec, args):
     ``flat``: every array input has the broadcast shape and is C-contiguous.
     """
     sig = ""
+    values = []
+    shape = None
+    flat = True
     for a in args:
         if isinstance(a, Tensor):
             d = a._data
+            values.append(d)
             sig += d.dtype.char if d.ndim else d.dtype.char + "0"
+            if shape is None:
+                shape = d.shape
+            elif d.shape != shape:
+                flat = False
+            flat = flat and d.flags.c_contiguous
         else:
             code = _SCALAR_SIG.get(type(a))
             if code is None:
                 return _prepare(spec, tuple(a if isinstance(a, Tensor) else scalar_value(a)
                                             for a in args))
+            values.append(a)
             sig += code
     plan = spec.plans.get(sig)
     if plan is None:
         plan = spec.plans[sig] = _Plan(spec, args)
-    values = [a._data if isinstance(a, Tensor) else a for a in args]
     if plan.casts is not None:
         values = [v if c is None else cast(v, c) for v, c in zip(values, plan.casts)]
-    shape = None
-    flat = True
-    for v in values:
-        if type(v) is np.ndarray:
-            if shape is None:
-                shape = v.shape
-            elif v.shape != shape:
-                shape = broadcast_shapes(*[v.shape for v in values if type(v) is np.ndarray])
-                flat = False
-                break
-            flat = flat and v.flags.c_contiguous
+    if not flat:
+        shapes = [v.shape for v in values if type(v) is np.ndarray]
+        shape = shapes[0] if all(s == shapes[0] for s in shapes) else broadcast_shapes(*shapes)
     return plan, values, shape, args, flat
 
 
@@ -305,8 +306,9 @@ def apply(spec, args):
                 node_cls = plan.node_cls
                 with_edges = args if node_cls.edge_inputs is None else [
                     args[i] for i in node_cls.edge_inputs]
-                edges = tuple(a._grad_edge() if isinstance(a, Tensor) else _NO_EDGE
-                              for a in with_edges)
+                edges = tuple(_NO_EDGE if not isinstance(a, Tensor) else
+                              (a.grad_fn, a._output_nr) if a.grad_fn is not None else
+                              a._grad_edge() for a in with_edges)
                 cast_values = None if plan.casts is None else tuple(
                     Tensor._wrap(v) if c is not None else a
                     for a, v, c in zip(args, values, plan.casts))
