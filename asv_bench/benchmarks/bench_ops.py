@@ -1,17 +1,18 @@
 """Single ops, forward and forward+backward, across sizes and dtypes (jitgrad vs torch)."""
 
-from .common import LIBRARIES, array, check_device, library, tensor
+from .common import DEVICES, LIBRARIES, array, check_device, library, tensor
 
 SIZES = [4, 1_000, 1_000_000]
 
 
 class Elementwise:
-    params = (LIBRARIES, ["add", "mul", "exp", "tanh", "sigmoid"], SIZES, ["float32", "float64"])
-    param_names = ["library", "op", "size", "dtype"]
+    params = (LIBRARIES, ["add", "mul", "exp", "tanh", "sigmoid"], SIZES, ["float32", "float64"],
+              DEVICES)
+    param_names = ["library", "op", "size", "dtype", "device"]
 
-    def setup(self, lib_name, op, size, dtype):
+    def setup(self, lib_name, op, size, dtype, device):
         self.lib = library(lib_name)
-        check_device(self.lib, "cpu")
+        check_device(self.lib, device)
         self.x = tensor(self.lib, (size,), dtype, 0, requires_grad=True)
         self.y = tensor(self.lib, (size,), dtype, 1)
         binary = op in ("add", "mul")
@@ -50,11 +51,12 @@ class Reduction:
 
 
 class Matmul:
-    params = (LIBRARIES, [(64, 784, 256), (512, 512, 512), (8, 64, 64)], ["float32"])
-    param_names = ["library", "mnk", "dtype"]
+    params = (LIBRARIES, [(64, 784, 256), (512, 512, 512), (8, 64, 64)], ["float32"], DEVICES)
+    param_names = ["library", "mnk", "dtype", "device"]
 
-    def setup(self, lib_name, mnk, dtype):
+    def setup(self, lib_name, mnk, dtype, device):
         self.lib = library(lib_name)
+        check_device(self.lib, device)
         m, n, k = mnk
         self.a = tensor(self.lib, (m, n), dtype, 0, requires_grad=True)
         self.b = tensor(self.lib, (n, k), dtype, 1, requires_grad=True)

@@ -1,0 +1,115 @@
+"""jitgrad.compile: fused elementwise chains against eager jitgrad and torch."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+from .common import library, tensor
+
+FUSION_LIBRARIES = ["jitgrad-compiled", "jitgrad-eager", "torch"]
+
+
+def _lib(name):
+    return library("torch" if name == "torch" else "jitgrad")
+
+
+def _maybe_compile(name, fn):
+    if name == "jitgrad-compiled":
+        from jitgrad.compile import compile
+
+        return compile(fn)
+    return fn
+
+
+def _chain(x, w):
+    return ((x * w + 0.5).tanh() * x).sigmoid().sum()
+
+
+class FusedChain:
+    """((x*w+0.5).tanh()*x).sigmoid().sum() forward + backward; compiled once in setup."""
+
+    params = (FUSION_LIBRARIES, [10_000, 1_000_000])
+    param_names = ["library", "n"]
+
+    def setup(self, lib_name, n):
+        lib = _lib(lib_name)
+        self.x = tensor(lib, (n,), requires_grad=True)
+        self.w = tensor(lib, (n,), seed=1, requires_grad=True)
+        self.fn = _maybe_compile(lib_name, _chain)
+        self.time_forward_backward()
+        self.time_forward_backward()  # trace, then the fused kernels' compile
+
+    def time_forward_backward(self, *_):
+        self.x.grad = self.w.grad = None
+        self.fn(self.x, self.w).backward()
+
+    def time_forward(self, *_):
+        self.fn(self.x, self.w)
+
+
+class MLPStep:
+    """Linear-ReLU-Linear with an MSE loss (batch 64, width 256), compiled loss, SGD step."""
+
+    params = (FUSION_LIBRARIES,)
+    param_names = ["library"]
+
+    def setup(self, lib_name):
+        lib = _lib(lib_name)
+        lib.manual_seed(0)
+        self.model = lib.nn.Sequential(lib.nn.Linear(256, 256), lib.nn.ReLU(),
+                                       lib.nn.Linear(256, 256))
+        self.opt = lib.optim.SGD(self.model.parameters(), lr=0.01)
+        self.x = tensor(lib, (64, 256))
+        self.t = tensor(lib, (64, 256), seed=1)
+        model = self.model
+        self.loss = _maybe_compile(lib_name, lambda x, t: ((model(x) - t) ** 2 * 0.5).mean())
+        self.time_step()
+        self.time_step()
+
+    def time_step(self, *_):
+        self.opt.zero_grad()
+        self.loss(self.x, self.t).backward()
+        self.opt.step()
+
+
+_COMPILE_SCRIPT = """
+t0 = time.perf_counter()
+import numpy as np
+import jitgrad
+from jitgrad.compile import compile
+f = compile(lambda x, w: ((x * w + 0.5).tanh() * x).sigmoid().sum())
+x = jitgrad.tensor(np.linspace(-1, 1, 1000, dtype=np.float32), requires_grad=True)
+w = jitgrad.tensor(np.linspace(1, 2, 1000, dtype=np.float32), requires_grad=True)
+t1 = time.perf_counter()
+for _ in range(2):  # the trace, then the fused kernels' compile
+    f(x, w).backward()
+t2 = time.perf_counter()
+f(x, w).backward()
+print(t2 - t1 - (time.perf_counter() - t2))
+"""
+
+
+def _compile_seconds(cache_dir):
+    env = dict(os.environ, JITGRAD_CACHE_DIR=cache_dir)
+    out = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+class FusionCompileTime:
+    """Seconds from the first call to a steady state (trace + codegen + numba), fresh process."""
+
+    timeout = 300
+
+    def track_cold_seconds(self):
+        with tempfile.TemporaryDirectory() as cache:
+            return _compile_seconds(cache)
+
+    def track_warm_seconds(self):
+        with tempfile.TemporaryDirectory() as cache:
+            _compile_seconds(cache)
+            return _compile_seconds(cache)
+
+    track_cold_seconds.unit = "seconds"
+    track_warm_seconds.unit = "seconds"
