@@ -187,12 +187,10 @@ class Tensor:
         return self._grad_edge()[0]._hook_list().tensor.add(hook)
 
     def _accumulate_grad(self, grad):
-        from jitgrad import ops
-
         if grad_mode.is_grad_enabled():  # create_graph: keep the gradient's own graph
             self.grad = grad if self.grad is None else self.grad + grad
         elif self.grad is None:  # a copy: the incoming buffer may be shared with other leaves
-            self.grad = Tensor._wrap(ops.elementwise.cast(grad._data, grad._data.dtype))
+            self.grad = Tensor._wrap(_elementwise.cast(grad._data, grad._data.dtype))
         else:
             self.grad.add_(grad)
 
@@ -268,7 +266,8 @@ class Tensor:
     __str__ = __repr__
 
 
-from jitgrad.ops import methods as _methods  # noqa: E402  (ops need the Tensor class defined)
+from jitgrad.ops import elementwise as _elementwise  # noqa: E402  (ops need Tensor defined)
+from jitgrad.ops import methods as _methods  # noqa: E402
 
 _methods.bind(Tensor)
 Tensor.__module__ = "jitgrad"  # prints as <class 'jitgrad.Tensor'>, like torch.Tensor

@@ -2,6 +2,8 @@
 
 from jitgrad.autograd import anomaly, grad_mode
 
+_GRAD = grad_mode._state  # thread-local grad mode, read directly on hot paths
+
 __all__ = ["RESULT", "AccumulateGrad", "Node", "node_class", "record"]
 
 _FREED = (
@@ -155,7 +157,7 @@ def record(result, node_cls, inputs, saved, check=()):
     ``check`` names the tensors the backward reads (``RESULT`` for the output): modifying one in
     place before the backward then raises PyTorch's "modified by an inplace operation" error.
     """
-    if not grad_mode.is_grad_enabled():
+    if not _GRAD.enabled:
         return result
     for t in inputs:
         if t._requires_grad:

@@ -17,6 +17,8 @@ from jitgrad.ops._checks import broadcast_shapes, shape_str
 from jitgrad.ops.elementwise_table import ELEMENTWISE
 from jitgrad.tensor import Tensor
 
+_GRAD = grad_mode._state  # thread-local grad mode, read directly on hot paths
+
 __all__ = ["SPECS", "apply", "apply_", "cast", "copy_into", "scalar_value"]
 
 _DTYPES_BY_KIND = {
@@ -118,7 +120,7 @@ class _Derivative:
         if self.identity:
             return g
         args = [values[i] if i >= 0 else result for i in self.arg_index]
-        if grad_mode.is_grad_enabled():
+        if _GRAD.enabled:
             # numbers become 0-d tensors so functions like log(2.0) stay Tensor ops
             return self.graph_fn(g, *[a if isinstance(a, Tensor) else
                                       Tensor._wrap(np.array(a, g._data.dtype)) for a in args])
@@ -300,7 +302,7 @@ def apply(spec, args):
                          out.ravel())
     else:
         _launch(spec, plan.compute.name, values, plan.mask, out)
-    if spec.node_cls is not None and grad_mode.is_grad_enabled():
+    if spec.node_cls is not None and _GRAD.enabled:
         for a in args:
             if isinstance(a, Tensor) and a._requires_grad:
                 node_cls = plan.node_cls
@@ -333,13 +335,11 @@ def _versions(spec, args, result):
 
 
 def _backward(node, grad_output):
-    from jitgrad.ops.reduce import sum_to_shape
-
     spec = node.spec
     args, cast_values, result = node.saved_values()
     values = cast_values or args
     if result is not None:
-        result = Tensor._wrap(result, node if grad_mode.is_grad_enabled() else None)
+        result = Tensor._wrap(result, node if _GRAD.enabled else None)
     grads = []
     inputs = range(len(args)) if node.edge_inputs is None else node.edge_inputs
     for i, (edge, _) in zip(inputs, node.next_functions):
@@ -348,7 +348,9 @@ def _backward(node, grad_output):
             continue
         a = args[i]
         gi = spec.derivatives[i](grad_output, values, result)
-        if gi._data.shape != a._data.shape:
+        if gi._data.shape != a._data.shape:  # a broadcast input
+            from jitgrad.ops.reduce import sum_to_shape
+
             gi = sum_to_shape(gi, a._data.shape)
         if gi._data.dtype != a._data.dtype:
             gi = gi.to(dtypes.from_numpy_dtype(a._data.dtype))
@@ -375,7 +377,7 @@ def apply_(spec, target, args):
         raise RuntimeError(
             f"result type {_TORCH_NAMES[compute.name]} can't be cast to the desired output type "
             f"{_TORCH_NAMES[out_dt.name]}")
-    records = grad_mode.is_grad_enabled() and any(
+    records = _GRAD.enabled and any(
         isinstance(a, Tensor) and a._requires_grad for a in args)
     if records:
         from jitgrad.ops import inplace

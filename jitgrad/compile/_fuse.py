@@ -1,0 +1,395 @@
+"""Tracing a call into a tape, grouping the tape into fused regions, and replaying the plan."""
+
+import numpy as np
+
+from jitgrad.autograd import grad_mode
+from jitgrad.autograd.node import node_class, record
+from jitgrad.backends.cpu import codegen
+from jitgrad.compile import _codegen
+from jitgrad.compile._trace import ORIGINAL_APPLY, Divergence, Dummy, Traced
+from jitgrad.ops import elementwise
+from jitgrad.tensor import Tensor
+
+__all__ = ["Recorder", "Plan", "Region"]
+
+_FLOATS = ("float32", "float64")
+# where/copy take bool or any-dtype inputs; compare/logical ops have no derivative
+_FUSABLE = frozenset(id(s) for name, s in elementwise.SPECS.items()
+                     if s.grads and s.kind in ("arith", "float") and name not in ("where", "copy"))
+
+
+class _Entry:
+    """One recorded call: ``kind`` is a spec, "sum" or "mean"; ``refs`` per argument."""
+
+    __slots__ = ("kind", "refs", "out", "out_id", "shape", "dtype", "fusable")
+
+    def __init__(self, kind, refs, out, fusable):
+        self.kind, self.refs, self.out, self.fusable = kind, refs, out, fusable
+        self.out_id = id(out)
+        data = Tensor.__dict__["_data"].__get__(out)
+        self.shape, self.dtype = data.shape, data.dtype.name
+
+
+class Recorder:
+    """The tape of a tracing call: runs every op eagerly and notes it."""
+
+    def __init__(self):
+        self.inside = False
+        self.entries = []
+        self.escaped = set()
+        self.keep = []  # every tensor seen, so ids stay unique while tracing
+
+    def _run(self, fn, *args, **kwargs):
+        self.inside = True
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.inside = False
+
+    def _ref(self, a):
+        if isinstance(a, Tensor):
+            self.keep.append(a)
+            return ("t", id(a))
+        return ("s", type(a))
+
+    def _add(self, kind, args, out, fusable):
+        entry = _Entry(kind, tuple(self._ref(a) for a in args), out, fusable)
+        self.entries.append(entry)
+        self.keep.append(out)
+        if type(out) is Tensor:
+            out.__class__ = Traced
+        return out
+
+    def apply(self, spec, args):
+        return self._run(self._apply, spec, args)
+
+    def _apply(self, spec, args):
+        out = ORIGINAL_APPLY(spec, args)
+        d = out._data
+        fusable = id(spec) in _FUSABLE and d.dtype.name in _FLOATS and d.size > 0
+        for a in args:
+            if isinstance(a, Tensor):
+                fusable = fusable and a._data.shape == d.shape and a._data.dtype == d.dtype
+            else:
+                fusable = fusable and type(a) in (int, float)
+        return self._add(spec, args, out, fusable)
+
+    def reduce(self, kind, original, input, dim, keepdim, dtype):
+        return self._run(self._reduce, kind, original, input, dim, keepdim, dtype)
+
+    def _reduce(self, kind, original, input, dim, keepdim, dtype):
+        out = original(input, dim, keepdim, dtype=dtype)
+        fusable = (dim is None and not keepdim and dtype is None and isinstance(input, Tensor)
+                   and input._data.dtype.name in _FLOATS)
+        return self._add(kind, (input,), out, fusable)
+
+    def finish(self, outputs):
+        """Mark what the function returned as escaping, give traced tensors their class back."""
+        stack = [outputs]
+        while stack:
+            o = stack.pop()
+            if isinstance(o, Tensor):
+                self.escaped.add(id(o))
+            elif isinstance(o, (tuple, list)):
+                stack.extend(o)
+            elif isinstance(o, dict):
+                stack.extend(o.values())
+        for t in self.keep:
+            if type(t) is Traced:
+                t.__class__ = Tensor
+
+
+class Region:
+    """A fused chain: ``ops`` as (spec, refs) with refs ('a', array slot), ('s', scalar slot) or
+    ('v', earlier op); ``reduce`` None, "sum" or "mean" after the last op."""
+
+    def __init__(self, ops, reduce, shape, dtype, n_arrays, n_scalars, names):
+        self.ops, self.reduce, self.shape, self.dtype = ops, reduce, shape, dtype
+        self.n_arrays, self.n_scalars, self.names = n_arrays, n_scalars, names
+        self.size = int(np.prod(shape))
+        self.np_dtype = np.dtype(dtype)
+        self.forward_src = _codegen.forward_source(self)
+        self.forward = codegen.load_module("fused_fwd", self.forward_src).forward
+        self._backward = {}
+        self._forward_grad = {}
+        self.node_cls = node_class("CompiledFunctionBackward", _node_backward)
+        self.node_cls.region = self
+
+    def describe(self):
+        return " -> ".join(self.names + ([self.reduce] if self.reduce else []))
+
+    def backward_kernel(self, mask):
+        k = self._backward.get(mask)
+        if k is None:
+            src = _codegen.backward_source(self, mask)
+            k = self._backward[mask] = codegen.load_module("fused_bwd", src).backward
+        return k
+
+    def forward_grad_kernel(self, mask):
+        k = self._forward_grad.get(mask)
+        if k is None:
+            src = _codegen.forward_grad_source(self, mask)
+            k = self._forward_grad[mask] = codegen.load_module("fused_fwdgrad", src).forward_grad
+        return k
+
+    def run(self, tensors, scalars):
+        arrays = []
+        for t in tensors:
+            d = t._data
+            if d.shape != self.shape or d.dtype != self.np_dtype:
+                raise Divergence("region input changed shape or dtype")
+            arrays.append(np.ascontiguousarray(d).reshape(-1))
+        grads = None
+        if self.reduce:
+            scale = 1.0 / self.size if self.reduce == "mean" else 1.0
+            mask = tuple(t._requires_grad for t in tensors)
+            if grad_mode.is_grad_enabled() and any(mask):
+                # NOTE: a loss-like region computes its gradients for g == 1 in the forward pass
+                # (one pass instead of two); the backward rescales them by the incoming g.
+                grads = [np.empty(self.size, self.np_dtype) for m in mask if m]
+                acc = self.forward_grad_kernel(mask)(*arrays, *scalars, scale, *grads)
+            else:
+                acc = self.forward(*arrays, *scalars)
+            out = np.array(acc * scale, self.np_dtype)
+        else:
+            out = np.empty(self.shape, self.np_dtype)
+            self.forward(*arrays, *scalars, out.reshape(-1))
+        return record(Tensor._wrap(out), self.node_cls, tensors,
+                      [tensors, arrays, scalars, grads], check=tensors)
+
+    def fast_backward(self, saved, g, mask):
+        _, arrays, scalars, grads = saved
+        if grads is not None and len(grads) == sum(mask):
+            saved[3] = None  # handed over: a retained graph's next backward recomputes
+            factor = g.item()
+            it = iter(grads)
+            outs = [next(it) if m else None for m in mask]
+            if factor != 1.0:
+                for o in grads:
+                    np.multiply(o, o.dtype.type(factor), out=o)
+            return [None if o is None else Tensor._wrap(o.reshape(self.shape)) for o in outs]
+        if self.reduce:
+            g = g.item() / self.size if self.reduce == "mean" else g.item()
+        elif g.shape != self.shape or g.dtype != self.np_dtype or not g.flags.c_contiguous:
+            g = np.ascontiguousarray(np.broadcast_to(g, self.shape), self.np_dtype).reshape(-1)
+        else:
+            g = g.reshape(-1)
+        outs = [np.empty(self.shape, self.np_dtype) for m in mask if m]
+        self.backward_kernel(mask)(*arrays, *scalars, g, *[o.reshape(-1) for o in outs])
+        it = iter(outs)
+        return [Tensor._wrap(next(it)) if m else None for m in mask]
+
+    def graph_backward(self, tensors, scalars, g, mask):
+        """create_graph: the region re-evaluated with eager ops, derivatives as Tensor formulas."""
+        values = []
+        inputs = []
+        for spec, refs in self.ops:
+            args = [tensors[i] if kind == "a" else scalars[i] if kind == "s" else values[i]
+                    for kind, i in refs]
+            inputs.append(args)
+            values.append(ORIGINAL_APPLY(spec, args))
+        if self.reduce:
+            g = (g / self.size if self.reduce == "mean" else g).expand(self.shape)
+        adjoint = {("v", len(self.ops) - 1): g}
+        for k in range(len(self.ops) - 1, -1, -1):
+            gk = adjoint.pop(("v", k), None)
+            if gk is None:
+                continue
+            spec, refs = self.ops[k]
+            for i, ref in enumerate(refs):
+                derivative = spec.derivatives[i]
+                if ref[0] == "s" or derivative is None or (ref[0] == "a" and not mask[ref[1]]):
+                    continue
+                gi = derivative(gk, inputs[k], values[k])
+                if tuple(gi.shape) != self.shape:
+                    gi = gi.expand(self.shape)
+                adjoint[ref] = gi if ref not in adjoint else adjoint[ref] + gi
+        return [(adjoint.get(("a", j)) if ("a", j) in adjoint else
+                 Tensor._wrap(np.zeros(self.shape, self.np_dtype))) if m else None
+                for j, m in enumerate(mask)]
+
+
+def _node_backward(node, grad_output):
+    region = type(node).region
+    saved = node.saved_values()
+    mask = tuple(edge is not None for edge, _ in node.next_functions)
+    if grad_mode.is_grad_enabled():
+        return region.graph_backward(saved[0], saved[2], grad_output, mask)
+    return region.fast_backward(saved, grad_output._data, mask)
+
+
+def _group(entries, escaped):
+    """Region id per entry (None: eager), grown backwards from each region's output."""
+    producer = {e.out_id: k for k, e in enumerate(entries)}
+    consumers = {}
+    for k, e in enumerate(entries):
+        for ref in e.refs:
+            if ref[0] == "t":
+                consumers.setdefault(ref[1], []).append(k)
+    region_of = [None] * len(entries)
+    n_regions = 0
+    for k in range(len(entries) - 1, -1, -1):
+        e = entries[k]
+        if not e.fusable:
+            continue
+        if isinstance(e.kind, str):  # a full sum/mean: a region output when its input fuses
+            p = producer.get(e.refs[0][1])
+            if p is not None and entries[p].fusable and not isinstance(entries[p].kind, str):
+                region_of[k] = n_regions
+                n_regions += 1
+            continue
+        users = consumers.get(e.out_id, ())
+        owner = region_of[users[0]] if users else None
+        if (owner is not None and e.out_id not in escaped
+                and all(region_of[c] == owner for c in users)):
+            region_of[k] = owner
+        else:
+            region_of[k] = n_regions
+            n_regions += 1
+    counts = {}
+    for r in region_of:
+        counts[r] = counts.get(r, 0) + 1
+    return [r if r is not None and counts[r] > 1 else None for r in region_of]
+
+
+class _Step:
+    """Replay instructions for one recorded call."""
+
+    __slots__ = ("kind", "region", "actions", "dummy", "is_root")
+
+    def __init__(self, kind, region=None, actions=None, is_root=False):
+        self.kind, self.region, self.actions, self.is_root = kind, region, actions, is_root
+        self.dummy = None if region is None or is_root else Dummy.make()
+
+
+class Plan:
+    """The fused regions of one call signature and the steps that replay it."""
+
+    def __init__(self, recorder):
+        entries = recorder.entries
+        region_of = _group(entries, recorder.escaped)
+        self.regions = []
+        self.steps = [None] * len(entries)
+        members = {}
+        for k, r in enumerate(region_of):
+            if r is None:
+                self.steps[k] = _Step(entries[k].kind)
+            else:
+                members.setdefault(r, []).append(k)
+        for ks in sorted(members.values()):
+            self._build(entries, ks)
+        for e in entries:
+            e.out = None
+
+    def _build(self, entries, ks):
+        root = entries[ks[-1]]
+        reduce = root.kind if isinstance(root.kind, str) else None
+        ew = ks[:-1] if reduce else ks
+        local = {entries[k].out_id: i for i, k in enumerate(ew)}
+        slots = {}
+        n_scalars = 0
+        ops, step_actions = [], []
+        for k in ew:
+            refs, actions = [], []
+            for ref in entries[k].refs:
+                if ref[0] == "s":
+                    refs.append(("s", n_scalars))
+                    actions.append(("s", n_scalars, ref[1]))
+                    n_scalars += 1
+                elif ref[1] in local:
+                    refs.append(("v", local[ref[1]]))
+                    actions.append(("v", local[ref[1]], None))
+                else:
+                    first = ref[1] not in slots
+                    j = slots.setdefault(ref[1], len(slots))
+                    refs.append(("a", j))
+                    actions.append(("a" if first else "A", j, None))
+            ops.append((entries[k].kind, tuple(refs)))
+            step_actions.append(tuple(actions))
+        shape = entries[ew[0]].shape
+        region = Region(ops, reduce, shape, entries[ew[0]].dtype, len(slots), n_scalars,
+                        [entries[k].kind.name for k in ew])
+        region.index = len(self.regions)
+        self.regions.append(region)
+        steps = [_Step(entries[k].kind, region, a, k == ks[-1]) for k, a in zip(ew, step_actions)]
+        if reduce:
+            steps.append(_Step(root.kind, region, (("v", len(ew) - 1, None),), True))
+        for k, step in zip(ks, steps):
+            self.steps[k] = step
+        for step in steps:  # an inner value's dummy, checked where it is read
+            step.actions = tuple((kind, j, steps[j].dummy if kind == "v" else extra)
+                                 for kind, j, extra in step.actions)
+
+
+class Replayer:
+    """The tape of a replayed call: eager calls run, fused regions run at their output."""
+
+    def __init__(self, plan):
+        self.inside = False
+        self.escaped = set()
+        self.steps = plan.steps
+        self.pos = 0
+        self.tensors = [[None] * r.n_arrays for r in plan.regions]
+        self.scalars = [[None] * r.n_scalars for r in plan.regions]
+
+    def _next(self, kind):
+        if self.pos >= len(self.steps):
+            raise Divergence("more calls than traced")
+        step = self.steps[self.pos]
+        self.pos += 1
+        if step.kind != kind:
+            raise Divergence("a different call than traced")
+        return step
+
+    def _member(self, step, args):
+        r = step.region.index
+        tensors, scalars = self.tensors[r], self.scalars[r]
+        for (kind, j, extra), a in zip(step.actions, args):
+            if kind == "a":
+                if not isinstance(a, Tensor) or type(a) is Dummy:
+                    raise Divergence("expected a tensor")
+                tensors[j] = a
+            elif kind == "A":
+                if tensors[j] is not a:
+                    raise Divergence("expected the same tensor")
+            elif kind == "s":
+                if type(a) is not extra:
+                    raise Divergence("scalar type changed")
+                scalars[j] = a
+            elif a is not extra:
+                raise Divergence("expected a fused inner value")
+        if not step.is_root:
+            return step.dummy
+        self.inside = True
+        try:
+            return step.region.run(tuple(tensors), tuple(scalars))
+        finally:
+            self.inside = False
+
+    def apply(self, spec, args):
+        step = self._next(spec)
+        if step.region is None:
+            self.inside = True
+            try:
+                return ORIGINAL_APPLY(spec, args)
+            finally:
+                self.inside = False
+        if len(args) != len(step.actions):
+            raise Divergence("argument count changed")
+        return self._member(step, args)
+
+    def reduce(self, kind, original, input, dim, keepdim, dtype):
+        step = self._next(kind)
+        if step.region is None:
+            self.inside = True
+            try:
+                return original(input, dim, keepdim, dtype=dtype)
+            finally:
+                self.inside = False
+        if dim is not None or keepdim or dtype is not None:
+            raise Divergence("reduction arguments changed")
+        return self._member(step, (input,))
+
+    def finish(self):
+        if self.pos != len(self.steps):
+            raise Divergence("fewer calls than traced")
