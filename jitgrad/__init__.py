@@ -11,5 +11,6 @@ from jitgrad.tensor import Tensor
 
 from jitgrad import nn, optim, utils  # built on the public API above
 from jitgrad.serialization import load, save
+from jitgrad.compile import compile  # torch.compile-like; shadows the subpackage, as in torch
 
 __version__ = "0.1.0"

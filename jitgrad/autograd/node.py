@@ -1,5 +1,7 @@
 """Graph nodes: ``grad_fn`` objects and the ``AccumulateGrad`` node of a leaf."""
 
+import numpy as np
+
 from jitgrad.autograd import anomaly, grad_mode
 
 _GRAD = grad_mode._state  # thread-local grad mode, read directly on hot paths
@@ -63,11 +65,23 @@ class Node:
         return self.saved
 
     def release(self):
-        if self.saved:
+        """Free saved tensors after a backward; nodes that saved only metadata keep it."""
+        if self.saved and _holds_values(self.saved):
             self.saved = None
 
     def apply(self, grad_output):
         raise NotImplementedError
+
+
+def _holds_values(saved):
+    """Whether ``saved`` (one level of nesting) holds tensors or arrays, as PyTorch frees them."""
+    for v in saved if isinstance(saved, (tuple, list)) else (saved,):
+        if isinstance(v, tuple):
+            if any(hasattr(w, "_data") or isinstance(w, np.ndarray) for w in v):
+                return True
+        elif hasattr(v, "_data") or isinstance(v, np.ndarray):
+            return True
+    return False
 
 
 class RemovableHandle:

@@ -69,6 +69,8 @@ class Elementwise:
         cls = node_class(node_name, _backward)
         cls.spec = self
         cls.edge_inputs = edge_inputs  # inputs that have graph edges; None means all
+        if not (self.read_inputs or self.saves_result):
+            cls.release = _keep_metadata  # its formulas read no values: nothing to free
         return cls
 
     def kernel(self, dtype_name, mask, layout):
@@ -323,6 +325,10 @@ def apply(spec, args):
 
 
 _NO_EDGE = (None, 0)
+
+
+def _keep_metadata(node):
+    """``release`` of a node whose saved inputs serve only for shapes and dtypes."""
 
 
 def _versions(spec, args, result):

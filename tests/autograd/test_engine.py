@@ -228,3 +228,20 @@ def test_version_error_matches_torch_wording():
             z.sum().backward()
         msgs.append(str(err.value).split(":")[0])
     assert msgs[0] == msgs[1]
+
+
+@pytest.mark.parametrize("program,raises", [
+    ("x.sum()", False), ("(x + 1).sum()", False), ("x.mean()", False),
+    ("x.reshape(3, 1).sum()", False), ("x[0]", False),
+    ("(x * 2).sum()", True), ("(x * x).sum()", True), ("x.exp().sum()", True), ("x @ x", True),
+])
+def test_second_backward_raises_only_where_values_were_freed(program, raises):
+    x = jitgrad.ones(3, requires_grad=True)  # noqa: F841  (used by eval)
+    y = eval(program)
+    y.backward()
+    if raises:
+        with pytest.raises(RuntimeError, match="second time"):
+            y.backward()
+    else:
+        y.backward()
+        np.testing.assert_allclose(x.grad.numpy().sum(), 2 * (x.grad.numpy().sum() / 2))

@@ -14,8 +14,8 @@ import os
 __all__ = ["set_num_threads", "use_threads_for"]
 
 _MAX_THREADS = int(os.environ.get("JITGRAD_BLAS_THREADS", os.cpu_count() or 1))
-# NOTE: below ~4M multiply-adds one thread is as fast and never fights other pools
-_THREADED_WORK = 1 << 22
+# NOTE: below ~16M multiply-adds one thread is as fast and never fights other pools
+_THREADED_WORK = 1 << 24
 _current = [None]
 
 

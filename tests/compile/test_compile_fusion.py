@@ -1,0 +1,337 @@
+"""jitgrad.compile: fused programs against eager jitgrad, values and gradients."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jitgrad
+from jitgrad.compile import compile
+
+TOL = dict(rtol=1e-4, atol=1e-5)
+
+# each step maps (value, x, y) to a new value; the guards keep every chain finite
+_STEPS = {
+    "add": lambda v, x, y: v + y, "sub": lambda v, x, y: x - v, "mul": lambda v, x, y: v * x,
+    "div": lambda v, x, y: v / (y * y + 1), "exp": lambda v, x, y: v.tanh().exp(),
+    "tanh": lambda v, x, y: v.tanh(), "sigmoid": lambda v, x, y: v.sigmoid(),
+    "relu": lambda v, x, y: v.relu(), "neg": lambda v, x, y: -v,
+    "add_s": lambda v, x, y: v + 0.5, "rsub_s": lambda v, x, y: 1 - v,
+    "mul_s": lambda v, x, y: 2 * v, "div_s": lambda v, x, y: v / 3,
+    "square": lambda v, x, y: v * v, "log": lambda v, x, y: (v * v + 1).log(),
+    "pow": lambda v, x, y: (v.sigmoid() + 0.5) ** 2,
+}
+
+
+def _program(steps, end):
+    def fn(x, y):
+        v = x
+        for s in steps:
+            v = _STEPS[s](v, x, y)
+        return v.sum() if end == "sum" else v.mean() if end == "mean" else v
+    return fn
+
+
+def _inputs(shape=(3, 5), dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    return [jitgrad.tensor(rng.uniform(-1, 1, shape).astype(dtype), requires_grad=True)
+            for _ in range(2)]
+
+
+def _run(fn, inputs, weight=None):
+    """fn's value and the gradients of sum(value * weight) with respect to the inputs."""
+    for t in inputs:
+        t.grad = None
+    out = fn(*inputs)
+    (out if out.ndim == 0 else (out * weight).sum()).backward()
+    return out.detach().numpy(), [t.grad.numpy() if t.grad is not None else None for t in inputs]
+
+
+def _check_same(fn, cfn, inputs, calls=2):
+    weight = jitgrad.tensor(np.linspace(-1, 1, inputs[0].numel()).reshape(inputs[0].shape)
+                            .astype(inputs[0].detach().numpy().dtype))
+    want, want_grads = _run(fn, inputs, weight)
+    for _ in range(calls):  # the trace, then the replay of the fused plan
+        got, grads = _run(cfn, inputs, weight)
+        np.testing.assert_allclose(got, want, **TOL)
+        for g, w in zip(grads, want_grads):
+            if w is None:
+                assert g is None
+            else:
+                np.testing.assert_allclose(g, w, **TOL)
+
+
+@settings(max_examples=12, deadline=None)
+@given(steps=st.lists(st.sampled_from(sorted(_STEPS)), min_size=2, max_size=5),
+       end=st.sampled_from(["sum", "mean", "none"]))
+def test_random_programs_match_eager(steps, end):
+    fn = _program(steps, end)
+    cfn = compile(fn)
+    _check_same(fn, cfn, _inputs())
+    plan = next(iter(cfn.plans.values()))
+    assert plan is None or plan.regions
+
+
+def test_the_benchmark_chain_is_one_region_and_one_node():
+    fn = _program(["mul", "add_s", "tanh", "mul", "sigmoid"], "sum")
+    cfn = compile(lambda x, w: ((x * w + 0.5).tanh() * x).sigmoid().sum())
+    x, w = _inputs((64,))
+    _check_same(lambda x, w: ((x * w + 0.5).tanh() * x).sigmoid().sum(), cfn, [x, w])
+    (plan,) = cfn.plans.values()
+    assert [r.describe() for r in plan.regions] == ["mul -> add -> tanh -> mul -> sigmoid -> sum"]
+    out = cfn(x, w)
+    assert out.grad_fn.name() == "CompiledFunctionBackward"
+    assert [type(n).__name__ for n, _ in out.grad_fn.next_functions] == ["AccumulateGrad"] * 2
+    del fn
+
+
+def test_float64_and_scalars_broadcast():
+    fn = lambda x, y: (3 - x * 2.5) / (y * y + 1) + 1  # noqa: E731
+    _check_same(fn, compile(fn), _inputs((4, 3), np.float64))
+    out = compile(fn)(*_inputs((4, 3), np.float64))
+    assert out.dtype == jitgrad.float64
+
+
+def test_float32_stays_float32():
+    fn = lambda x: (x * 0.1 + 1.5).sigmoid().sum()  # noqa: E731
+    x = _inputs((10,))[0]
+    cfn = compile(fn)
+    cfn(x)
+    assert cfn(x).dtype == jitgrad.float32
+    assert "np.float32(1)" in cfn.explain()
+
+
+def test_signature_change_retraces():
+    fn = _program(["mul", "tanh", "add_s"], "sum")
+    cfn = compile(fn)
+    _check_same(fn, cfn, _inputs((3, 4)))
+    _check_same(fn, cfn, _inputs((7,)))
+    assert len(cfn.plans) == 2
+    x, y = _inputs((7,))
+    _check_same(fn, cfn, [x, y.detach()])  # requires_grad is part of the signature
+    assert len(cfn.plans) == 3
+
+
+def test_python_scalar_arguments_are_part_of_the_signature():
+    fn = lambda x, s: (x * s).tanh().sum()  # noqa: E731
+    cfn = compile(fn)
+    x = _inputs((5,))[0]
+    for s in (2.0, 3.0, 2.0):
+        np.testing.assert_allclose(cfn(x, s).item(), fn(x, s).item(), **TOL)
+    assert len(cfn.plans) == 2
+
+
+def test_unsupported_ops_run_eagerly_inside():
+    w = jitgrad.tensor(np.random.default_rng(3).uniform(-1, 1, (5, 4)).astype(np.float32),
+                       requires_grad=True)
+
+    def fn(x, b):
+        h = ((x @ w) * 0.5 + 1).tanh()  # matmul eager, then a fused chain
+        return (h.reshape(-1)[:6] * 2).sigmoid().mean() + (b * b).sum(dim=0).sum()
+
+    x = _inputs((3, 5))[0]
+    b = _inputs((2, 4))[1]
+    cfn = compile(fn)
+    want = fn(x, b)
+    want.backward()
+    want_grads = [x.grad.numpy().copy(), w.grad.numpy().copy(), b.grad.numpy().copy()]
+    for _ in range(2):
+        x.grad = w.grad = b.grad = None
+        got = cfn(x, b)
+        got.backward()
+        np.testing.assert_allclose(got.item(), want.item(), **TOL)
+        for g, t in zip(want_grads, (x, w, b)):
+            np.testing.assert_allclose(t.grad.numpy(), g, **TOL)
+    (plan,) = cfn.plans.values()
+    assert any(r.describe() == "mul -> add -> tanh" for r in plan.regions)
+
+
+def test_retain_graph_and_accumulation():
+    fn = _program(["mul", "sigmoid", "add"], "none")
+    cfn = compile(fn)
+    x, y = _inputs((6,))
+    cfn(x, y)  # trace
+    out = cfn(x, y)
+    assert out.grad_fn.name() == "CompiledFunctionBackward"
+    out.sum().backward(retain_graph=True)
+    once = x.grad.numpy().copy(), y.grad.numpy().copy()
+    out.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * once[0], **TOL)
+    np.testing.assert_allclose(y.grad.numpy(), 2 * once[1], **TOL)
+    with pytest.raises(RuntimeError, match="second time"):
+        out.sum().backward()
+
+
+def test_create_graph_falls_back_to_eager_formulas():
+    fn = lambda x, y: ((x * y).tanh() * x).sigmoid().sum()  # noqa: E731
+    cfn = compile(fn)
+    x, y = _inputs((5,))
+    results = []
+    for f in (fn, cfn, cfn):
+        x.grad = y.grad = None
+        (gx,) = jitgrad.autograd.grad(f(x, y), x, create_graph=True)
+        (gx * gx).sum().backward()
+        results.append((gx.detach().numpy(), x.grad.numpy().copy(), y.grad.numpy().copy()))
+    for got in results[1:]:
+        for a, b in zip(got, results[0]):
+            np.testing.assert_allclose(a, b, **TOL)
+
+
+def test_inner_value_used_outside_is_not_fused_away():
+    def fn(x, y):
+        a = x * y
+        b = (a + 1).tanh()
+        return b * a, a  # a escapes: it is a region output of its own
+
+    cfn = compile(fn)
+    x, y = _inputs((4,))
+    for _ in range(2):
+        got = cfn(x, y)
+        want = fn(x, y)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.detach().numpy(), w.detach().numpy(), **TOL)
+
+
+def test_data_dependent_control_flow_stays_correct():
+    def fn(x):
+        v = (x * 2).tanh()
+        if v.sum().item() > 0:  # reads a fused inner value on replay: the call reruns eagerly
+            return (v + 1).sum()
+        return (v - 1).sum()
+
+    cfn = compile(fn)
+    pos, neg = jitgrad.ones(4, requires_grad=True), -jitgrad.ones(4, requires_grad=True)
+    for t in (pos, neg, pos, neg, pos):
+        np.testing.assert_allclose(cfn(t).item(), fn(t).item(), **TOL)
+
+
+def test_no_grad_and_non_contiguous_inputs():
+    fn = _program(["mul", "exp", "add"], "none")
+    cfn = compile(fn)
+    x, y = _inputs((4, 6))
+    xt, yt = x.detach().t(), y.detach().t()
+    with jitgrad.no_grad():
+        for _ in range(2):
+            got = cfn(xt, yt)
+            assert got.grad_fn is None
+            np.testing.assert_allclose(got.numpy(), fn(xt, yt).numpy(), **TOL)
+
+
+def test_decorator_forms_and_debug_output(capsys):
+    @compile
+    def f(x):
+        return (x * 3 + 1).relu().sum()
+
+    @compile(debug=True)
+    def g(x):
+        return (x * 3 + 1).relu().sum()
+
+    x = _inputs((5,))[0]
+    assert f(x).item() == pytest.approx(g(x).item(), rel=1e-6)
+    err = capsys.readouterr().err
+    assert "region 0: mul -> add -> relu -> sum" in err
+    assert "def forward(" in err and "def backward(" in err
+    assert "fastmath" in f.explain() and "@njit(cache=True" in f.explain()
+
+
+_SUBPROCESS = textwrap.dedent("""
+    import numpy as np
+    import jitgrad
+    from jitgrad.compile import compile
+
+    f = compile(lambda x, w: ((x * w + 0.5).tanh() * x).sigmoid().sum())
+    x = jitgrad.tensor(np.linspace(-1, 1, 100, dtype=np.float32), requires_grad=True)
+    w = jitgrad.tensor(np.linspace(1, 2, 100, dtype=np.float32), requires_grad=True)
+    f(x, w)
+    y = f(x, w)  # forward and gradients in one kernel
+    y.backward(retain_graph=True)
+    y.backward()  # the retained graph recomputes with the backward kernel
+    (plan,) = f.plans.values()
+    r = plan.regions[0]
+    kernels = [r.forward_grad_kernel((True, True)), r.backward_kernel((True, True))]
+    print(sum(len(k.stats.cache_misses) for k in kernels),
+          sum(len(k.stats.cache_hits) for k in kernels), f"{x.grad.sum().item():.6f}")
+""")
+
+
+def test_kernels_are_reused_by_a_new_process(tmp_path):
+    env = dict(os.environ, JITGRAD_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", _SUBPROCESS], env=env, check=True,
+                           capture_output=True, text=True).stdout.split() for _ in range(2)]
+    assert runs[0][0] != "0"  # the first process compiled the fused kernels
+    assert runs[1][:2] == ["0", "2"]  # the second loaded both from numba's cache
+    assert runs[0][2] == runs[1][2]
+    assert any(p.name.startswith("jitgrad_gen_fused_fwd") for p in tmp_path.iterdir())
+
+
+def test_debug_environment_variable_and_patches_restored(monkeypatch, capsys):
+    from jitgrad.compile import _trace
+    from jitgrad.ops import elementwise, reduce
+
+    monkeypatch.setenv("JITGRAD_DEBUG", "1")
+    f = compile(lambda x: (x * 3 + 1).relu().sum())
+    f(_inputs((5,))[0])
+    assert "region 0: mul -> add -> relu -> sum" in capsys.readouterr().err
+    assert elementwise.apply is _trace.ORIGINAL_APPLY
+    assert jitgrad.Tensor.sum is reduce.sum and jitgrad.mean is reduce.mean
+
+
+def test_an_inner_value_kept_aside_says_so():
+    kept = []
+
+    def fn(x):
+        v = x * 2
+        kept.append(v)  # neither read nor returned: fused away
+        return (v + 1).tanh().sum()
+
+    cfn = compile(fn)
+    x = _inputs((4,))[0]
+    np.testing.assert_allclose(cfn(x).item(), fn(x).item(), **TOL)
+    np.testing.assert_allclose(cfn(x).item(), fn(x).item(), **TOL)
+    with pytest.raises(RuntimeError, match="inner value of a region that jitgrad.compile fused"):
+        kept[2].sum()  # the replayed call's inner value
+
+
+def test_reading_grad_fn_of_an_inner_value_keeps_it():
+    names = []
+
+    def fn(x):
+        v = x * 2
+        names.append(v.grad_fn.name())
+        return (v + 1).tanh().sum()
+
+    cfn = compile(fn)
+    x = _inputs((4,))[0]
+    for _ in range(2):
+        np.testing.assert_allclose(cfn(x).item(), fn(x).item(), **TOL)
+    assert names == ["MulBackward0"] * 4
+
+
+@pytest.mark.parametrize("end", ["sum", "mean"])
+def test_loss_region_gradients_scaled_retained_and_accumulated(end):
+    def fn(x, y):
+        v = ((x * y + 0.5).tanh() * x).sigmoid()
+        return v.sum() if end == "sum" else v.mean()
+
+    cfn = compile(fn)
+    x, y = _inputs((33, 70))  # more than one summation block
+    cfn(x, y)  # trace
+    want = [jitgrad.autograd.grad(fn(x, y), (x, y), jitgrad.tensor(2.5))]
+    got = cfn(x, y)
+    assert got.grad_fn.name() == "CompiledFunctionBackward"
+    want.append([2 * g for g in jitgrad.autograd.grad(fn(x, y), (x, y))])
+    results = [jitgrad.autograd.grad(got, (x, y), jitgrad.tensor(2.5), retain_graph=True),
+               [2 * g for g in jitgrad.autograd.grad(got, (x, y), retain_graph=True)]]
+    for r, w in zip(results, want):
+        for a, b in zip(r, w):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), **TOL)
+    x.grad = y.grad = None
+    got.backward(retain_graph=True)
+    got.backward()
+    for t, w in zip((x, y), want[1]):
+        np.testing.assert_allclose(t.grad.numpy(), w.numpy(), **TOL)
