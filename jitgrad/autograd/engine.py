@@ -6,9 +6,10 @@ from jitgrad.autograd.node import AccumulateGrad
 __all__ = ["run_backward"]
 
 
-def _walk(roots):
-    """Dependency counts of every node reachable from ``roots``, and each node's parents."""
-    deps, parents = {}, {}
+def _walk(roots, with_parents):
+    """Dependency counts of every node reachable from ``roots`` (and each node's parents)."""
+    deps = {}
+    parents = {} if with_parents else None
     seen = set(roots)
     stack = list(roots)
     while stack:
@@ -17,7 +18,8 @@ def _walk(roots):
             if nxt is None:
                 continue
             deps[nxt] = deps.get(nxt, 0) + 1
-            parents.setdefault(nxt, []).append(node)
+            if with_parents:
+                parents.setdefault(nxt, []).append(node)
             if nxt not in seen:
                 seen.add(nxt)
                 stack.append(nxt)
@@ -55,7 +57,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
     accumulating into leaves, and runs only the nodes on paths to them (``autograd.grad``).
     """
     root_nodes = [n for n, _ in roots]
-    deps, parents = _walk(root_nodes)
+    deps, parents = _walk(root_nodes, capture is not None)
     needed = _needed(capture, parents) if capture is not None else None
     captured = {}
     buffers = {}

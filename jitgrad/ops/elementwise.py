@@ -310,9 +310,9 @@ def apply(spec, args):
                 node_cls = plan.node_cls
                 with_edges = args if node_cls.edge_inputs is None else [
                     args[i] for i in node_cls.edge_inputs]
-                edges = tuple(_NO_EDGE if not isinstance(a, Tensor) else
-                              (a.grad_fn, a._output_nr) if a.grad_fn is not None else
-                              a._grad_edge() for a in with_edges)
+                edges = tuple([_NO_EDGE if not isinstance(a, Tensor) else
+                               (a.grad_fn, a._output_nr) if a.grad_fn is not None else
+                               a._grad_edge() for a in with_edges])
                 cast_values = None if plan.casts is None else tuple(
                     Tensor._wrap(v) if c is not None else a
                     for a, v, c in zip(args, values, plan.casts))
