@@ -28,7 +28,7 @@ class Tensor:
     """
 
     __slots__ = ("_data", "_requires_grad", "grad", "grad_fn", "_output_nr", "_version", "_base",
-                 "_grad_acc", "_retains_grad", "__weakref__")
+                 "_grad_acc", "_retains_grad", "_fresh", "__weakref__")
 
     def __init__(self, *args, requires_grad=False):
         """Legacy constructor: ``Tensor(2, 3)`` is uninitialised, ``Tensor([1, 2])`` is float32."""
@@ -57,6 +57,7 @@ class Tensor:
         t._base = None
         t._grad_acc = None
         t._retains_grad = False
+        t._fresh = False  # made by the backward pass and held by nothing else: may become .grad
         return t
 
     # --- metadata -------------------------------------------------------------------------
@@ -189,8 +190,12 @@ class Tensor:
     def _accumulate_grad(self, grad):
         if grad_mode.is_grad_enabled():  # create_graph: keep the gradient's own graph
             self.grad = grad if self.grad is None else self.grad + grad
-        elif self.grad is None:  # a copy: the incoming buffer may be shared with other leaves
-            self.grad = Tensor._wrap(_elementwise.cast(grad._data, grad._data.dtype))
+        elif self.grad is None:
+            if grad._fresh and grad._data.base is None and grad._data.flags.c_contiguous:
+                grad._fresh = False  # taken: anyone else this object reaches gets a copy
+                self.grad = grad
+            else:  # the buffer may be shared with other tensors
+                self.grad = Tensor._wrap(_elementwise.cast(grad._data, grad._data.dtype))
         else:
             self.grad.add_(grad)
 

@@ -95,7 +95,11 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
                 if g is not None:
                     if nxt.n_outputs == 1:
                         prev = buffers.get(nxt)
-                        buffers[nxt] = g if prev is None else prev + g
+                        if prev is None:
+                            buffers[nxt] = g
+                        else:
+                            buffers[nxt] = total = prev + g
+                            total._fresh = not create_graph
                     else:
                         _add(buffers, nxt, nr, g)
                 remaining = deps[nxt] - 1

@@ -126,7 +126,9 @@ class _Derivative:
             # numbers become 0-d tensors so functions like log(2.0) stay Tensor ops
             return self.graph_fn(g, *[a if isinstance(a, Tensor) else
                                       Tensor._wrap(np.array(a, g._data.dtype)) for a in args])
-        return apply(self.spec, (g, *args))
+        out = apply(self.spec, (g, *args))
+        out._fresh = True  # a new buffer only the engine holds
+        return out
 
 
 _GRAPH_NAMESPACE = {}  # filled by jitgrad.ops.methods with the public Tensor functions

@@ -245,3 +245,36 @@ def test_second_backward_raises_only_where_values_were_freed(program, raises):
     else:
         y.backward()
         np.testing.assert_allclose(x.grad.numpy().sum(), 2 * (x.grad.numpy().sum() / 2))
+
+
+GRAPHS = {
+    "identity_to_two_leaves": lambda x, w, v: ((x * v) + (w * v)).sum() + (x * 0 + w).sum(),
+    "shared_sum_buffer": lambda x, w, v: (x * w + x * v + w).sum(),
+    "add_of_leaves": lambda x, w, v: (x + w).exp().sum(),
+    "same_leaf_twice": lambda x, w, v: (x + x + w).sum(),
+    "retained_intermediate": lambda x, w, v: _retained(x, w),
+}
+
+
+def _retained(x, w):
+    y = x * w + x
+    y.retain_grad()
+    return (y + w).sum()
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_leaf_gradients_never_share_memory(name):
+    values = [np.array([1.0, -2.0, 0.5]), np.array([0.3, 0.7, -1.1]), np.array([2.0, 1.0, 3.0])]
+    x, w = (jitgrad.tensor(a, requires_grad=True) for a in values[:2])
+    v = jitgrad.tensor(values[2])
+    GRAPHS[name](x, w, v).backward()
+    grads = [t.grad.numpy() for t in (x, w)]
+    assert not np.shares_memory(grads[0], grads[1])
+    before = grads[1].copy()
+    x.grad.add_(100.0)  # an optimizer-style in-place update must not leak into w.grad
+    np.testing.assert_array_equal(w.grad.numpy(), before)
+    torch = pytest.importorskip("torch")
+    tx, tw = (torch.tensor(a, requires_grad=True) for a in values[:2])
+    GRAPHS[name](tx, tw, torch.tensor(values[2])).backward()
+    np.testing.assert_allclose(x.grad.numpy() - 100.0, tx.grad.numpy())
+    np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy())
