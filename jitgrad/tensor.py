@@ -48,17 +48,21 @@ class Tensor:
     def _wrap(cls, data, grad_fn=None):
         """A tensor around an existing numpy array (no copy), as ops build their results."""
         t = object.__new__(cls)
-        t._data = data
-        t._requires_grad = grad_fn is not None
-        t.grad = None
-        t.grad_fn = grad_fn
-        t._output_nr = 0
-        t._version = [0]
-        t._base = None
-        t._grad_acc = None
-        t._retains_grad = False
-        t._fresh = False  # made by the backward pass and held by nothing else: may become .grad
+        t._set_fields(data, grad_fn)
         return t
+
+    def _set_fields(self, data, grad_fn):
+        """Every field of a tensor around ``data`` (kept in one place so subclasses match)."""
+        self._data = data
+        self._requires_grad = grad_fn is not None
+        self.grad = None
+        self.grad_fn = grad_fn
+        self._output_nr = 0
+        self._version = [0]
+        self._base = None
+        self._grad_acc = None
+        self._retains_grad = False
+        self._fresh = False  # made by the backward pass and held by nothing else: may become .grad
 
     # --- metadata -------------------------------------------------------------------------
     @property

@@ -30,14 +30,8 @@ class Parameter(Tensor):
             data = Tensor()
         if not isinstance(data, Tensor):
             raise TypeError(f"Parameter data must be a Tensor, got {type(data).__name__}")
-        self._data = data._data
+        self._set_fields(data._data, None)
         self._version = data._version
-        self.grad = None
-        self.grad_fn = None
-        self._base = None
-        self._grad_acc = None
-        self._retains_grad = False
-        self._requires_grad = False
         self.requires_grad_(requires_grad)
 
     def __repr__(self):
