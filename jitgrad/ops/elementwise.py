@@ -14,6 +14,7 @@ from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class
 from jitgrad.backends.cpu import codegen
 from jitgrad.ops._checks import broadcast_shapes, shape_str
+from jitgrad.ops._views import strided_view
 from jitgrad.ops.elementwise_table import ELEMENTWISE
 from jitgrad.tensor import Tensor
 
@@ -200,7 +201,7 @@ def _strided(arrays, shape):
         i -= 1
     extra = max(len(sizes) - codegen.MAX_DIMS, 0)
     pad = [1] * (codegen.MAX_DIMS - len(sizes))
-    full = [np.lib.stride_tricks.as_strided(a, pad + sizes, [0] * len(pad) + st)
+    full = [strided_view(a, tuple(pad + sizes), tuple([0] * len(pad) + st))
             for a, st in zip(arrays, strides)]
     if not extra:
         return [full]

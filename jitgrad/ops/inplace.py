@@ -9,6 +9,7 @@ import numpy as np
 
 from jitgrad.autograd.node import node_class
 from jitgrad.backends.cpu import index_kernels as K
+from jitgrad.ops._views import strided_view
 from jitgrad.tensor import Tensor
 
 __all__ = ["check", "commit", "CopySlices"]
@@ -66,7 +67,7 @@ def view_positions(base, view):
     item = base.itemsize
     offset = (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // item
     flat = np.arange(base.size, dtype=np.int64)
-    return np.lib.stride_tricks.as_strided(
+    return strided_view(
         flat[offset:], view.shape, tuple(s // item * flat.itemsize for s in view.strides))
 
 

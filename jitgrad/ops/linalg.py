@@ -8,6 +8,7 @@ from jitgrad.autograd.node import node_class, record
 from jitgrad.backends.cpu import blas
 from jitgrad.backends.cpu import linalg_kernels as K
 from jitgrad.ops._checks import broadcast_shapes
+from jitgrad.ops._views import strided_view
 from jitgrad.ops.elementwise import cast
 from jitgrad.tensor import Tensor
 
@@ -64,7 +65,7 @@ def _batched(x, batch):
     """``x`` broadcast to ``batch`` dims as a C-contiguous (B, rows, cols) array."""
     target = batch + x.shape[-2:]
     if x.shape != target:
-        x = np.lib.stride_tricks.as_strided(
+        x = strided_view(
             x, target, (0,) * (len(target) - x.ndim) + tuple(
                 0 if s == 1 and t != 1 else st for s, t, st in
                 zip(x.shape, target[len(target) - x.ndim:], x.strides)))
