@@ -70,8 +70,8 @@ class Elementwise:
         cls = node_class(node_name, _backward)
         cls.spec = self
         cls.edge_inputs = edge_inputs  # inputs that have graph edges; None means all
-        if not (self.read_inputs or self.saves_result):
-            cls.release = _keep_metadata  # its formulas read no values: nothing to free
+        # formulas that read values free them after the pass; others keep shapes and dtypes
+        cls.release = _free_saved if (self.read_inputs or self.saves_result) else _keep_metadata
         return cls
 
     def kernel(self, dtype_name, mask, layout):
@@ -332,6 +332,10 @@ _NO_EDGE = (None, 0)
 
 def _keep_metadata(node):
     """``release`` of a node whose saved inputs serve only for shapes and dtypes."""
+
+
+def _free_saved(node):
+    node.saved = None
 
 
 def _versions(spec, args, result):
