@@ -9,7 +9,7 @@ from jitgrad.ops import *  # noqa: F403
 from jitgrad.size import Size, device
 from jitgrad.tensor import Tensor
 
-from jitgrad import nn, optim, utils  # built on the public API above
+from jitgrad import cuda, nn, optim, utils  # built on the public API above
 from jitgrad.serialization import load, save
 from jitgrad.compile import compile  # torch.compile-like; shadows the subpackage, as in torch
 

@@ -67,3 +67,13 @@ def test_legacy_constructor():
     assert jitgrad.Tensor([1, 2]).dtype == jitgrad.float32
     assert jitgrad.Tensor(2, 3).shape == (2, 3)
     assert jitgrad.Tensor().shape == (0,)
+
+
+def test_cuda_queries_report_no_device():
+    assert jitgrad.cuda.is_available() is False and jitgrad.cuda.device_count() == 0
+    with pytest.raises(RuntimeError, match="no CUDA backend"):
+        jitgrad.cuda.synchronize()
+    with pytest.raises(RuntimeError, match="no CUDA backend"):
+        jitgrad.ones(2).to("cuda")
+    with pytest.raises(RuntimeError, match="no CUDA backend"):
+        jitgrad.zeros(2, device="cuda")
