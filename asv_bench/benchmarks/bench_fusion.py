@@ -74,7 +74,7 @@ class MLPStep:
 
 
 _COMPILE_SCRIPT = """
-t0 = time.perf_counter()
+import time
 import numpy as np
 import jitgrad
 from jitgrad.compile import compile
