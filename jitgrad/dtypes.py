@@ -11,10 +11,13 @@ __all__ = ["bool", "double", "dtype", "float", "float32", "float64", "int", "int
 class dtype:
     """A tensor element type; prints as ``jitgrad.float32`` like ``torch.float32``."""
 
-    __slots__ = ("name", "np", "is_floating_point", "itemsize", "_rank")
+    __slots__ = ("name", "np", "is_floating_point", "itemsize", "_rank", "scalar_name",
+                 "tensor_type")
 
-    def __init__(self, name, np_dtype, is_floating_point, rank):
+    def __init__(self, name, np_dtype, is_floating_point, rank, scalar_name):
         self.name = name
+        self.scalar_name = scalar_name  # PyTorch's name in error messages: "Float", "Long"
+        self.tensor_type = scalar_name + "Tensor"  # the legacy type name: "FloatTensor"
         self.np = np.dtype(np_dtype)
         self.is_floating_point = is_floating_point
         self.itemsize = self.np.itemsize
@@ -27,11 +30,11 @@ class dtype:
         return self.name
 
 
-bool_ = dtype("bool", np.bool_, False, 0)
-int32 = dtype("int32", np.int32, False, 1)
-int64 = dtype("int64", np.int64, False, 2)
-float32 = dtype("float32", np.float32, True, 3)
-float64 = dtype("float64", np.float64, True, 4)
+bool_ = dtype("bool", np.bool_, False, 0, "Bool")
+int32 = dtype("int32", np.int32, False, 1, "Int")
+int64 = dtype("int64", np.int64, False, 2, "Long")
+float32 = dtype("float32", np.float32, True, 3, "Float")
+float64 = dtype("float64", np.float64, True, 4, "Double")
 
 bool = bool_  # noqa: A001 - PyTorch's public name
 float = float32  # noqa: A001

@@ -143,19 +143,13 @@ class AccumulateGrad(Node):
         return ()
 
 
-_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor",
-               "int32": "IntTensor", "bool": "BoolTensor"}
-
-
 def _modified_message(node, version, expected, tensor):
     if tensor is None:
         where = f", which is output 0 of {node.name()},"
-        shape, dtype = "", ""
+        described = "a saved output"
     else:
         where = f", which is output 0 of {tensor.grad_fn.name()}," if tensor.grad_fn else ""
-        shape, dtype = list(tensor._data.shape), tensor._data.dtype.name
-    described = f"[jitgrad.{_TYPE_NAMES.get(dtype, 'Tensor')} {shape}]" if tensor is not None \
-        else "a saved output"
+        described = f"[jitgrad.{tensor.dtype.tensor_type} {list(tensor._data.shape)}]"
     return (
         "one of the variables needed for gradient computation has been modified by an inplace "
         f"operation: {described}{where} is at version {version}; expected version {expected} "

@@ -26,11 +26,6 @@ __all__ = ["adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "binary_cross_entr
            "gelu", "l1_loss", "layer_norm", "leaky_relu", "linear", "log_softmax", "max_pool2d",
            "mse_loss", "nll_loss", "pad", "relu", "sigmoid", "softmax", "tanh"]
 
-_TORCH_TYPE = {"float32": "torch.FloatTensor", "float64": "torch.DoubleTensor",
-               "int64": "torch.LongTensor", "int32": "torch.IntTensor", "bool": "torch.BoolTensor"}
-_SCALAR_NAME = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
-                "bool": "Bool"}
-
 
 def _c(data):
     """``data`` as a C-contiguous array (a copy through the copy kernel only when needed)."""
@@ -361,11 +356,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                            f"{list(bias.shape)} instead")
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t._data.dtype != x._data.dtype:
-            raise RuntimeError(f"Input type ({_TORCH_TYPE[x.dtype.name]}) and {name} type "
-                               f"({_TORCH_TYPE[t.dtype.name]}) should be the same")
+            raise RuntimeError(f"Input type (torch.{x.dtype.tensor_type}) and {name} type "
+                               f"(torch.{t.dtype.tensor_type}) should be the same")
     if x._data.dtype.kind != "f":
         raise RuntimeError(f'"slow_conv2d_cpu" not implemented for '
-                           f"'{_SCALAR_NAME[x.dtype.name]}'")
+                           f"'{x.dtype.scalar_name}'")
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     if min(stride) <= 0:
         raise RuntimeError("non-positive stride is not supported")
@@ -657,7 +652,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
     if input._data.dtype.kind not in "iu":
         raise RuntimeError("Expected tensor for argument #1 'indices' to have one of the "
                            "following scalar types: Long, Int; but got "
-                           f"{_TORCH_TYPE.get(input.dtype.name, input.dtype.name)} instead "
+                           f"torch.{input.dtype.tensor_type} instead "
                            "(while checking arguments for embedding)")
     if weight.ndim != 2:
         raise RuntimeError("'weight' must be 2-D")
@@ -820,7 +815,7 @@ class _ClassTarget:
             raise ValueError(f"Expected 1 or more dimensions (got {nd})")
         if target._data.dtype.kind not in "iu":
             raise RuntimeError("expected target dtype to be Long or Byte, but got "
-                               f"{_SCALAR_NAME[target.dtype.name]}")
+                               f"{target.dtype.scalar_name}")
         shape, tshape = input._data.shape, target._data.shape
         if nd == 1:
             if target.ndim != 0:
@@ -841,7 +836,7 @@ class _ClassTarget:
         dx = input._data.dtype
         if dx.kind != "f":
             raise RuntimeError(f'"nll_loss" not implemented for '
-                               f"'{_SCALAR_NAME[input.dtype.name]}'")
+                               f"'{input.dtype.scalar_name}'")
         t = np.ascontiguousarray(target._data, dtype=np.int64).reshape(n, -1)
         bad = t[(t != ignore_index) & ((t < 0) | (t >= c))]
         if bad.size:

@@ -388,8 +388,8 @@ def apply_(spec, target, args):
     out_dt = dtypes.from_numpy_dtype(target._data.dtype)
     if _category(compute) > _category(out_dt):
         raise RuntimeError(
-            f"result type {_TORCH_NAMES[compute.name]} can't be cast to the desired output type "
-            f"{_TORCH_NAMES[out_dt.name]}")
+            f"result type {compute.scalar_name} can't be cast to the desired output type "
+            f"{out_dt.scalar_name}")
     records = _GRAD.enabled and any(
         isinstance(a, Tensor) and a._requires_grad for a in args)
     if records:
@@ -404,8 +404,6 @@ def apply_(spec, target, args):
     return target
 
 
-_TORCH_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
-                "bool": "Bool"}
 
 SPECS = {name: Elementwise(name, entry[0].split(), *entry[1:])
          for name, entry in ELEMENTWISE.items()}

@@ -64,13 +64,11 @@ def _alias_methods(Tensor):
         "long": lambda self: shape.to(self, dtypes.int64),
         "int": lambda self: shape.to(self, dtypes.int32),
         "bool": lambda self: shape.to(self, dtypes.bool_),
-        "type": lambda self, dtype=None: (f"jitgrad.{_TYPE_NAMES[self.dtype.name]}"
+        "type": lambda self, dtype=None: (f"jitgrad.{self.dtype.tensor_type}"
                                           if dtype is None else self.to(dtype)),
     }
 
 
-_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "int64": "LongTensor",
-               "int32": "IntTensor", "bool": "BoolTensor"}
 
 
 def bind(Tensor):

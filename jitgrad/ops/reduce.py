@@ -119,7 +119,7 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
     if input._data.dtype.kind != "f" and dtype is None:
         raise RuntimeError(
             "mean(): could not infer output dtype. Input dtype must be either a floating point "
-            f"or complex dtype. Got: {_TORCH_NAME[input.dtype.name]}")
+            f"or complex dtype. Got: {input.dtype.scalar_name}")
     input = _with_dtype(input, dtype)
     out, keep_shape, dims, n = _sum_like(input, dim, keepdim, False, mean=True)
     result = Tensor._wrap(out)
@@ -127,8 +127,6 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
     return record(result, node_cls, (input,), (keep_shape, input._data.shape, n))
 
 
-_TORCH_NAME = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
-               "bool": "Bool"}
 
 
 def _prod_backward(node, g):
@@ -410,7 +408,7 @@ def _softmax_like(input, dim, dtype, take_log, node_cls):
     x = input if dtype is None else input.to(dtypes.to_dtype(dtype))
     if x._data.dtype.kind != "f":
         raise NotImplementedError(f'"{"log_" if take_log else ""}softmax_kernel_impl" not '
-                                  f"implemented for '{_TORCH_NAME[x.dtype.name]}'")
+                                  f"implemented for '{x.dtype.scalar_name}'")
     d = normalize_dim(dim, x._data.ndim)
     data = x._data
     out = np.empty(data.shape, data.dtype)
@@ -448,7 +446,7 @@ def norm(input, p="fro", dim=None, keepdim=False):
     """Vector p-norm over ``dim`` (2-norm, ``"fro"``, ``inf``, ``-inf`` or any p > 0)."""
     if input._data.dtype.kind != "f":
         raise RuntimeError("linalg.vector_norm: Expected a floating point or complex tensor as "
-                           f"input. Got {_TORCH_NAME[input.dtype.name]}")
+                           f"input. Got {input.dtype.scalar_name}")
     if p == "fro":
         p = 2
     if not isinstance(p, (int, float)):
