@@ -27,11 +27,6 @@ __all__ = ["adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "binary_cross_entr
            "mse_loss", "nll_loss", "pad", "relu", "sigmoid", "softmax", "tanh"]
 
 
-def _c(data):
-    """``data`` as a C-contiguous array (a copy through the copy kernel only when needed)."""
-    return data if data.flags.c_contiguous else ew.cast(data, data.dtype)
-
-
 def _spec(name, inputs, formula, grads):
     return ew.Elementwise(name, inputs, formula, "float", grads)
 
@@ -94,7 +89,7 @@ ErfBackward0 = node_class("ErfBackward0", _erf_backward)
 
 
 def _erf(x):
-    data = _c(x._data)
+    data = ew.contiguous(x._data)
     out = np.empty(data.shape, data.dtype)
     K.erf(data.reshape(-1), out.reshape(-1))
     return record(Tensor._wrap(out), ErfBackward0, (x,), (x,), check=(x,))
@@ -106,7 +101,7 @@ def _gelu_backward(node, g):
         cdf = _erf(x * 0.7071067811865476) * 0.5 + 0.5
         pdf = (x * x * -0.5).exp() * 0.3989422804014327
         return (g * (cdf + x * pdf),)
-    xd, gd = _c(x._data), _c(g._data)
+    xd, gd = ew.contiguous(x._data), ew.contiguous(g._data)
     out = np.empty(xd.shape, xd.dtype)
     K.gelu_backward(gd.reshape(-1), xd.reshape(-1), out.reshape(-1))
     return (Tensor._wrap(out),)
@@ -122,7 +117,7 @@ def gelu(input, approximate="none"):
     if approximate != "none":
         raise RuntimeError("approximate argument must be either none or tanh.")
     x = input if input._data.dtype.kind == "f" else input.float()
-    data = _c(x._data)
+    data = ew.contiguous(x._data)
     out = np.empty(data.shape, data.dtype)
     K.gelu_forward(data.reshape(-1), out.reshape(-1))
     return record(Tensor._wrap(out), GeluBackward0, (x,), (x,), check=(x,))
@@ -186,7 +181,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return input
-    data = _c(input._data)
+    data = ew.contiguous(input._data)
     u = generator().random(data.shape, dtype=np.float32 if data.dtype == np.float32
                            else np.float64)
     mask = np.empty(data.shape, data.dtype)
@@ -235,7 +230,7 @@ def _conv_cols(xd, geom):
 
 def _conv(x, w, bias, geom, cols=None):
     """conv2d of 4-D ``x`` by ``w`` (+ ``bias``), recording ConvolutionBackward0."""
-    xd, wd = _c(x._data), _c(w._data)
+    xd, wd = ew.contiguous(x._data), ew.contiguous(w._data)
     if cols is None:
         cols = _conv_cols(xd, geom)
     n = xd.shape[0]
@@ -243,7 +238,7 @@ def _conv(x, w, bias, geom, cols=None):
     oh, ow = geom.out_hw
     out = np.empty((n, o, oh, ow), xd.dtype)
     has_bias = bias is not None
-    bd = _c(bias._data).reshape(g, o // g) if has_bias else np.empty((g, 0), xd.dtype)
+    bd = ew.contiguous(bias._data).reshape(g, o // g) if has_bias else np.empty((g, 0), xd.dtype)
     K.conv2d_forward(cols, wd.reshape(g, o // g, -1), bd, has_bias, out.reshape(n, g, o // g, -1))
     inputs = (x, w, bias) if has_bias else (x, w)
     return record(Tensor._wrap(out), ConvolutionBackward0, inputs,
@@ -252,7 +247,7 @@ def _conv(x, w, bias, geom, cols=None):
 
 def _conv_input_grad(grad, w, in_shape, geom):
     """d conv / d input applied to ``grad``: col2im of w^T grad (recorded, differentiable)."""
-    gd, wd = _c(grad._data), _c(w._data)
+    gd, wd = ew.contiguous(grad._data), ew.contiguous(w._data)
     n, o = gd.shape[:2]
     g = geom.groups
     kh, kw = geom.p[:2]
@@ -266,7 +261,7 @@ def _conv_input_grad(grad, w, in_shape, geom):
 
 def _conv_weight_grad(x, grad, w_shape, geom, cols=None):
     """d conv / d weight applied to ``grad``: sum over the batch of grad @ cols^T."""
-    xd, gd = _c(x._data), _c(grad._data)
+    xd, gd = ew.contiguous(x._data), ew.contiguous(grad._data)
     if cols is None:
         cols = _conv_cols(xd, geom)
     n, o = gd.shape[:2]
@@ -418,7 +413,7 @@ def _pool_setup(input, kernel_size, stride, padding, dilation, ceil_mode, effect
 
 def _maps(data):
     """A pooling input as a contiguous (maps, H, W) array."""
-    return _c(data).reshape(-1, *data.shape[-2:])
+    return ew.contiguous(data).reshape(-1, *data.shape[-2:])
 
 
 def _scatter_backward(node, gg):
@@ -433,7 +428,7 @@ MaxPool2DWithIndicesBackwardBackward0 = node_class("MaxPool2DWithIndicesBackward
 
 def _index_scatter(grad, idx, in_shape):
     """Zeros of ``in_shape`` with ``grad`` added at the flat per-map positions ``idx``."""
-    gd = _c(grad._data)
+    gd = ew.contiguous(grad._data)
     m = idx._data.shape[0]
     dx = np.zeros(in_shape, gd.dtype)
     K.index_scatter_add(gd.reshape(m, -1), idx._data, dx.reshape(m, -1))
@@ -475,7 +470,7 @@ WindowMeanBackwardBackward = node_class("AvgPool2DBackwardBackward0",
 
 
 def _window_mean_grad(grad, windows, in_shape):
-    gd = _c(grad._data)
+    gd = ew.contiguous(grad._data)
     dx = np.zeros(in_shape, gd.dtype)
     K.window_mean_backward(gd.reshape(-1, *gd.shape[-2:]), *windows, dx.reshape(
         -1, *in_shape[-2:]))
@@ -613,7 +608,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
 
 def _embedding_rows(weight, idx, zero_pad, pad, by_freq):
     """Rows ``weight[idx]`` (zeros where idx == zero_pad); the backward skips ``pad``."""
-    wd = _c(weight._data)
+    wd = ew.contiguous(weight._data)
     out = np.empty((idx.size, wd.shape[1]), wd.dtype)
     K.embedding_forward(idx.reshape(-1), wd, zero_pad, out)
     return record(Tensor._wrap(out.reshape(idx.shape + (wd.shape[1],))), EmbeddingBackward0,
@@ -621,7 +616,7 @@ def _embedding_rows(weight, idx, zero_pad, pad, by_freq):
 
 
 def _embedding_grad(grad, idx, pad, n_rows, by_freq):
-    gd = _c(grad._data)
+    gd = ew.contiguous(grad._data)
     dim = gd.shape[-1]
     dw = np.zeros((n_rows, dim), gd.dtype)
     counts = np.zeros(n_rows if by_freq else 0, np.int64)
@@ -841,10 +836,10 @@ class _ClassTarget:
         bad = t[(t != ignore_index) & ((t < 0) | (t >= c))]
         if bad.size:
             raise IndexError(f"Target {bad[0]} is out of bounds.")
-        self.x = _c(input._data).reshape(n, c, -1)
+        self.x = ew.contiguous(input._data).reshape(n, c, -1)
         self.target = t
         self.weight = weight
-        self.weight_np = np.ones(c, dx) if weight is None else _c(weight._data).astype(dx)
+        self.weight_np = np.ones(c, dx) if weight is None else ew.cast(weight._data, dx)
         self.ignore = int(ignore_index)
         self.reduction = _REDUCTIONS[reduction]
         self.out_shape = (n,) + rest if nd > 1 else ()
@@ -858,7 +853,7 @@ def _finish_loss(ctx, losses, result, node_cls, input, total):
 
 def _grad_2d(ctx, grad, total):
     """(grad as (N, D) or (1, 1), whether it is per-element, scale) for the backward kernels."""
-    gd = _c(grad._data)
+    gd = ew.contiguous(grad._data)
     if ctx.reduction == 0:
         return gd.reshape(ctx.target.shape), True, 1.0
     return gd.reshape(1, 1), False, (1.0 / float(total[0]) if ctx.reduction == 1 else 1.0)
@@ -892,7 +887,7 @@ def _nll_backward_backward(node, gg):
     gctx = object.__new__(_ClassTarget)
     for name in _ClassTarget.__slots__:
         setattr(gctx, name, getattr(ctx, name))
-    gctx.x = _c(gg._data).reshape(ctx.x.shape)
+    gctx.x = ew.contiguous(gg._data).reshape(ctx.x.shape)
     return (_nll(gg, gctx),)
 
 

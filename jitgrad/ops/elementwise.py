@@ -20,7 +20,7 @@ from jitgrad.tensor import Tensor
 
 _GRAD = grad_mode._state  # thread-local grad mode, read directly on hot paths
 
-__all__ = ["SPECS", "apply", "apply_", "cast", "copy_into", "scalar_value"]
+__all__ = ["SPECS", "apply", "apply_", "cast", "contiguous", "copy_into", "scalar_value"]
 
 _DTYPES_BY_KIND = {
     "arith": ("float32", "float64", "int64", "int32"),
@@ -289,6 +289,11 @@ def copy_into(dst, src):
 
 def _kernel_dtype(array):
     return "bool" if array.dtype.kind == "b" else array.dtype.name
+
+
+def contiguous(array):
+    """``array`` itself when C-contiguous, else a contiguous copy through the copy kernel."""
+    return array if array.flags.c_contiguous else cast(array, array.dtype)
 
 
 def cast(array, np_dtype):

@@ -11,7 +11,7 @@ import numpy as np
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class, record
 from jitgrad.backends.cpu import index_kernels as K
-from jitgrad.ops.elementwise import SPECS, apply, cast, copy_into, scalar_value
+from jitgrad.ops.elementwise import SPECS, apply, cast, contiguous, copy_into, scalar_value
 from jitgrad.ops.shape import SelectBackward0, SliceBackward0, _view_of
 from jitgrad.tensor import Tensor
 
@@ -107,7 +107,7 @@ IndexPutBackward0 = node_class("IndexPutBackward0", _put_backward)
 
 def _take(x, positions):
     """Elements of ``x`` at flat ``positions`` (an array of any shape), differentiable."""
-    src = x._data if x._data.flags.c_contiguous else cast(x._data, x._data.dtype)
+    src = contiguous(x._data)
     out = np.empty(positions.shape, src.dtype)
     K.take_flat(src.reshape(-1), positions.reshape(-1), out.reshape(-1))
     return record(Tensor._wrap(out), IndexBackward0, (x,), (positions, x._data.shape))
@@ -116,7 +116,7 @@ def _take(x, positions):
 def _put(g, positions, shape):
     """Zeros of ``shape`` with ``g`` added at flat ``positions``, differentiable."""
     out = np.zeros(shape, g._data.dtype)
-    src = g._data if g._data.flags.c_contiguous else cast(g._data, g._data.dtype)
+    src = contiguous(g._data)
     K.put_flat(out.reshape(-1), positions.reshape(-1), src.reshape(-1), True)
     return record(Tensor._wrap(out), IndexPutBackward0, (g,), (positions, shape))
 
@@ -170,7 +170,7 @@ def _write(data, items, advanced, value):
                 f"shape mismatch: value tensor of shape {list(np.shape(vals))} cannot be "
                 f"broadcast to indexing result of shape {list(positions.shape)}") from None
         flat_vals = cast(vals, data.dtype)
-        target = data if data.flags.c_contiguous else cast(data, data.dtype)
+        target = contiguous(data)
         K.put_flat(target.reshape(-1), positions.reshape(-1), flat_vals.reshape(-1), False)
         if target is not data:
             copy_into(data, target)

@@ -11,7 +11,7 @@ from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import RESULT, node_class, record
 from jitgrad.backends.cpu import reduce_kernels as K
 from jitgrad.ops._checks import normalize_dim, normalize_dims
-from jitgrad.ops.elementwise import cast, copy_into
+from jitgrad.ops.elementwise import contiguous, copy_into
 from jitgrad.tensor import Tensor
 
 __all__ = ["all", "amax", "amin", "any", "argmax", "argmin", "count_nonzero", "gather",
@@ -29,10 +29,6 @@ def _return_type(name):
 _MaxResult, _MinResult = _return_type("max"), _return_type("min")
 
 
-def _contiguous(data):
-    return data if data.flags.c_contiguous else cast(data, data.dtype)
-
-
 def _view_3d(data, dims):
     """``data`` as a C-contiguous (outer, reduced, inner) array; copies only for split dims."""
     shape = data.shape
@@ -41,11 +37,11 @@ def _view_3d(data, dims):
     a, b = dims[0], dims[-1]
     if dims != tuple(range(a, b + 1)):
         keep = [d for d in range(data.ndim) if d not in dims]
-        data = _contiguous(data.transpose(keep + list(dims)))
+        data = contiguous(data.transpose(keep + list(dims)))
         n_red = int(math.prod([shape[d] for d in dims]))
         return data.reshape(-1, n_red, 1) if data.size else data.reshape(
             int(math.prod([shape[d] for d in keep])), n_red, 1)
-    data = _contiguous(data)
+    data = contiguous(data)
     return data.reshape(int(math.prod(shape[:a])), int(math.prod(shape[a:b + 1])),
                         int(math.prod(shape[b + 1:])))
 
@@ -520,7 +516,7 @@ def gather(input, dim, index):
                 f"no larger than self {list(input.shape)} apart from dimension {d}")
     idx = np.ascontiguousarray(index._data, dtype=np.int64)  # one kernel signature for indices
     # gather reads input only where index reaches in the other dims
-    x = _contiguous(input._data[_index_region(idx.shape, d)])
+    x = contiguous(input._data[_index_region(idx.shape, d)])
     out = np.empty(idx.shape, x.dtype)
     K.gather_3d(x.reshape(_split_3d(x.shape, d)), idx.reshape(_split_3d(idx.shape, d)),
                 out.reshape(_split_3d(idx.shape, d)))
@@ -538,9 +534,9 @@ def _scatter(src, dim, index, shape):
     region = out[_index_region(src._data.shape, dim)]
     target = region if region.flags.c_contiguous else np.zeros(region.shape, out.dtype)
     if src._data.size:
-        s = _contiguous(src._data)
+        s = contiguous(src._data)
         K.scatter_add_3d(s.reshape(_split_3d(s.shape, dim)),
-                         _contiguous(index._data).reshape(_split_3d(s.shape, dim)),
+                         contiguous(index._data).reshape(_split_3d(s.shape, dim)),
                          target.reshape(_split_3d(target.shape, dim)))
         if target is not region:
             copy_into(region, target)
