@@ -1,25 +1,44 @@
 """``jitgrad.cuda``: what code written for ``torch.cuda`` asks before choosing a device.
 
-This build has no CUDA backend yet, so no device is available; code such as
-``device = "cuda" if jitgrad.cuda.is_available() else "cpu"`` then runs on the CPU.
+A device is available where numba.cuda finds an NVIDIA GPU, or under numba's simulator
+(``NUMBA_ENABLE_CUDASIM=1`` set before jitgrad is imported), which runs kernels on the CPU
+for testing.
 """
 
-__all__ = ["device_count", "is_available", "synchronize"]
+from jitgrad.backends.cuda import runtime
 
-_NO_BACKEND = ("jitgrad has no CUDA backend in this build: tensors live on the CPU "
-               "(jitgrad.cuda.is_available() is False)")
+__all__ = ["current_device", "device_count", "get_device_name", "is_available", "synchronize"]
 
 
 def is_available():
-    """Whether a CUDA device can be used: always False until the CUDA backend lands."""
-    return False
+    """Whether CUDA tensors can be made."""
+    return runtime.available()
 
 
 def device_count():
-    """The number of usable CUDA devices: 0."""
+    """The number of CUDA devices jitgrad can use (it uses one: ``cuda:0``)."""
+    return 1 if runtime.available() else 0
+
+
+def current_device():
+    _require()
     return 0
 
 
+def get_device_name(device=None):
+    _require()
+    if runtime.simulator():
+        return "numba CUDA simulator"
+    name = runtime.cuda().get_current_device().name
+    return name.decode() if isinstance(name, bytes) else name
+
+
 def synchronize(device=None):
-    """Wait for CUDA work to finish; raises RuntimeError, as torch does without CUDA."""
-    raise RuntimeError(_NO_BACKEND)
+    """Wait until every kernel launched so far has finished."""
+    _require()
+    runtime.cuda().synchronize()
+
+
+def _require():
+    if not runtime.available():
+        raise RuntimeError(runtime.unavailable_reason())

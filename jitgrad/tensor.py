@@ -5,6 +5,8 @@ so each is written once and serves both ``x.exp()`` and ``jitgrad.exp(x)``.
 """
 
 
+import numpy as np
+
 from jitgrad import dtypes
 from jitgrad._tensor_str import format_tensor
 from jitgrad.autograd import grad_mode
@@ -82,7 +84,32 @@ class Tensor:
 
     @property
     def device(self):
-        return CPU
+        return CPU if type(self._data) is np.ndarray else _storage.CUDA0
+
+    @property
+    def is_cuda(self):
+        return type(self._data) is not np.ndarray
+
+    def cuda(self, device=None, non_blocking=False):
+        """A copy on the GPU (``self`` if already there)."""
+        return self.to("cuda" if device is None else device)
+
+    def cpu(self):
+        """A copy in host memory (``self`` if already there)."""
+        return self.to("cpu")
+
+    @property
+    def __cuda_array_interface__(self):
+        """CUDA memory shared with numba, CuPy or PyTorch without a copy (CUDA tensors only)."""
+        if type(self._data) is np.ndarray:
+            raise AttributeError("Can't get __cuda_array_interface__ on non-CUDA tensor type: "
+                                 f"{self.type()} If CUDA data is required use tensor.cuda() to "
+                                 "copy tensor to device memory.")
+        if self._requires_grad:
+            raise RuntimeError("Can't get __cuda_array_interface__ on Variable that requires "
+                               "grad. If gradients aren't required, use var.detach() to get "
+                               "Variable that doesn't require grad.")
+        return self._data.__cuda_array_interface__
 
     @property
     def ndim(self):
@@ -220,16 +247,24 @@ class Tensor:
         return self._output_nr
 
     # --- host access --------------------------------------------------------------------------
+    def _host(self):
+        """The data as a numpy array: itself on the CPU, a copy from the GPU."""
+        d = self._data
+        return d if type(d) is np.ndarray else _storage.move(d, CPU)
+
     def item(self):
         if self._data.size != 1:
             raise RuntimeError(
                 f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
-        return self._data.reshape(()).item()
+        return self._host().reshape(()).item()
 
     def tolist(self):
-        return self._data.tolist()
+        return self._host().tolist()
 
     def numpy(self):
+        if type(self._data) is not np.ndarray:
+            raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() "
+                            "to copy the tensor to host memory first.")
         if self._requires_grad:
             raise RuntimeError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
@@ -237,6 +272,8 @@ class Tensor:
         return self._data
 
     def __array__(self, dtype=None, copy=None):
+        if type(self._data) is not np.ndarray:
+            self.numpy()  # raises the TypeError PyTorch raises
         return self._data if dtype is None else self._data.astype(dtype)
 
     def __float__(self):
@@ -264,18 +301,19 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __repr__(self):
-        suffixes = []
+        suffixes = [] if type(self._data) is np.ndarray else [f"device='{self.device}'"]
         if self.grad_fn is not None:
             suffixes.append(f"grad_fn=<{self.grad_fn.name()}>")
         elif self._requires_grad:
             suffixes.append("requires_grad=True")
-        return format_tensor(self._data, self._data.dtype.name if self._data.dtype.kind != "b"
+        return format_tensor(self._host(), self._data.dtype.name if self._data.dtype.kind != "b"
                              else "bool", suffixes)
 
     __str__ = __repr__
 
 
-from jitgrad.ops import elementwise as _elementwise  # noqa: E402  (ops need Tensor defined)
+from jitgrad.ops import _storage  # noqa: E402  (ops need Tensor defined)
+from jitgrad.ops import elementwise as _elementwise  # noqa: E402
 from jitgrad.ops import methods as _methods  # noqa: E402
 
 _methods.bind(Tensor)

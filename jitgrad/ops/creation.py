@@ -5,7 +5,7 @@ import builtins
 import numpy as np
 
 from jitgrad import dtypes
-from jitgrad.size import device as _device
+from jitgrad.ops import _storage
 from jitgrad.tensor import Tensor
 
 __all__ = ["arange", "as_tensor", "empty", "empty_like", "eye", "from_numpy", "full", "full_like",
@@ -33,15 +33,9 @@ def generator():
     return _rng
 
 
-def _check_device(device):
-    if device is not None and _device(device).type != "cpu":
-        raise RuntimeError(
-            f"device {str(device)!r} is not available: jitgrad has no CUDA backend in this build")
-
-
 def _finish(data, requires_grad, device=None):
-    _check_device(device)
-    t = Tensor._wrap(data)
+    """A tensor around host-built ``data``, copied to ``device`` when that is CUDA."""
+    t = Tensor._wrap(_storage.move(data, _storage.resolve(device)))
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -90,6 +84,9 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     """
     if isinstance(data, Tensor):
         src = data._data
+        if not _storage.on_cpu(src):
+            return data.to(dtype=dtype, device=device, copy=True).detach().requires_grad_(
+                requires_grad)
     elif isinstance(data, (np.ndarray, np.generic)):  # numpy scalars keep their dtype too
         src = np.asarray(data)
         dtypes.from_numpy_dtype(src.dtype)
@@ -113,7 +110,13 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
 def as_tensor(data, dtype=None, device=None):
     """A tensor sharing memory with ``data`` when it is already a suitable array or tensor."""
     if isinstance(data, Tensor):
-        return data if dtype is None else data.to(dtype)
+        return data.to(dtype=dtype, device=device)
+    if hasattr(data, "__cuda_array_interface__"):  # numba, CuPy or PyTorch CUDA memory: no copy
+        from jitgrad.backends.cuda.array import from_cuda_array_interface
+
+        _storage.resolve("cuda")
+        t = Tensor._wrap(from_cuda_array_interface(data))
+        return t.to(dtype=dtype, device=device)
     if isinstance(data, np.ndarray) and (dtype is None or dtypes.to_dtype(dtype).np == data.dtype):
         dtypes.from_numpy_dtype(data.dtype)
         return _finish(data, False, device)
@@ -129,7 +132,9 @@ def from_numpy(ndarray):
 
 
 def _filled(size, fill, dtype, device, requires_grad):
-    return _finish(np.full(_sizes(size), fill, _np_dtype(dtype)), requires_grad, device)
+    device = _storage.resolve(device)
+    return _finish(_storage.full_on(_sizes(size), fill, _np_dtype(dtype), device), requires_grad,
+                   device)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
@@ -144,7 +149,7 @@ def ones(*size, dtype=None, device=None, requires_grad=False):
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
     """An uninitialised tensor of the given size."""
-    return _finish(np.empty(_sizes(size), _np_dtype(dtype)), requires_grad, device)
+    return _filled(size, 0, dtype, device, requires_grad)  # zeros: never uninitialised memory
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
@@ -159,35 +164,45 @@ def _like(input, dtype):
     return dtype if dtype is not None else input.dtype
 
 
+def _like_device(input, device):
+    return device if device is not None else input.device
+
+
 def zeros_like(input, *, dtype=None, device=None, requires_grad=False):
-    return zeros(input.shape, dtype=_like(input, dtype), device=device, requires_grad=requires_grad)
-
-
-def ones_like(input, *, dtype=None, device=None, requires_grad=False):
-    return ones(input.shape, dtype=_like(input, dtype), device=device, requires_grad=requires_grad)
-
-
-def empty_like(input, *, dtype=None, device=None, requires_grad=False):
-    return empty(input.shape, dtype=_like(input, dtype), device=device, requires_grad=requires_grad)
-
-
-def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False):
-    return full(input.shape, fill_value, dtype=_like(input, dtype), device=device,
+    return zeros(input.shape, dtype=_like(input, dtype), device=_like_device(input, device),
                 requires_grad=requires_grad)
 
 
+def ones_like(input, *, dtype=None, device=None, requires_grad=False):
+    return ones(input.shape, dtype=_like(input, dtype), device=_like_device(input, device),
+                requires_grad=requires_grad)
+
+
+def empty_like(input, *, dtype=None, device=None, requires_grad=False):
+    return empty(input.shape, dtype=_like(input, dtype), device=_like_device(input, device),
+                requires_grad=requires_grad)
+
+
+def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False):
+    return full(input.shape, fill_value, dtype=_like(input, dtype),
+                device=_like_device(input, device), requires_grad=requires_grad)
+
+
 def rand_like(input, *, dtype=None, device=None, requires_grad=False):
-    return rand(input.shape, dtype=_like(input, dtype), device=device, requires_grad=requires_grad)
+    return rand(input.shape, dtype=_like(input, dtype), device=_like_device(input, device),
+                requires_grad=requires_grad)
 
 
 def randn_like(input, *, dtype=None, device=None, requires_grad=False):
-    return randn(input.shape, dtype=_like(input, dtype), device=device, requires_grad=requires_grad)
+    return randn(input.shape, dtype=_like(input, dtype), device=_like_device(input, device),
+                requires_grad=requires_grad)
 
 
 def randint_like(input, low=0, high=None, *, dtype=None, device=None):
     if high is None:
         low, high = 0, low
-    return randint(low, high, input.shape, dtype=_like(input, dtype), device=device)
+    return randint(low, high, input.shape, dtype=_like(input, dtype),
+                   device=_like_device(input, device))
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False):

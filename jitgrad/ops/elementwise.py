@@ -13,6 +13,7 @@ from jitgrad import dtypes
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class
 from jitgrad.backends.cpu import codegen
+from jitgrad.ops import _storage
 from jitgrad.ops._checks import broadcast_shapes, shape_str
 from jitgrad.ops._views import strided_view
 from jitgrad.ops.elementwise_table import ELEMENTWISE
@@ -20,7 +21,7 @@ from jitgrad.tensor import Tensor
 
 _GRAD = grad_mode._state  # thread-local grad mode, read directly on hot paths
 
-__all__ = ["SPECS", "apply", "apply_", "cast", "contiguous", "copy_into", "scalar_value"]
+__all__ = ["SPECS", "apply", "apply_", "cast", "contiguous", "copy_into", "fill", "scalar_value"]
 
 _DTYPES_BY_KIND = {
     "arith": ("float32", "float64", "int64", "int32"),
@@ -40,7 +41,8 @@ class Elementwise:
     """One elementwise formula and its lazily generated kernels."""
 
     __slots__ = ("name", "inputs", "formula", "kind", "grads", "derivatives", "node_cls",
-                 "overload_nodes", "saves_result", "read_inputs", "plans", "_kernels", "_module")
+                 "overload_nodes", "saves_result", "read_inputs", "plans", "_kernels", "_module",
+                 "_cuda_kernels", "_cuda_module")
 
     def __init__(self, name, inputs, formula, kind, grads=None, overloads=None):
         self.name = name
@@ -51,6 +53,8 @@ class Elementwise:
         self.plans = {}  # argument signature -> _Plan
         self._kernels = {}
         self._module = None
+        self._cuda_kernels = {}
+        self._cuda_module = None
         used = set().union(*(_names(f) for f in self.grads.values())) if self.grads else set()
         self.saves_result = "result" in used
         self.read_inputs = tuple(i for i, n in enumerate(self.inputs) if n in used)
@@ -86,18 +90,36 @@ class Elementwise:
             self._kernels[key] = k
         return k
 
+    def cuda_kernel(self, dtype_name, mask, layout):
+        """The CUDA kernel for a key, wrapped to take DeviceArrays like the CPU kernel."""
+        key = (dtype_name, mask, layout)
+        k = self._cuda_kernels.get(key)
+        if k is None:
+            from jitgrad.backends.cuda import codegen as cuda_codegen
+
+            if self._cuda_module is None:
+                source = cuda_codegen.elementwise_source(self.inputs, self.formula,
+                                                         _DTYPES_BY_KIND[self.kind])
+                self._cuda_module = cuda_codegen.load_module(f"cuda_{self.name}", source)
+            k = cuda_codegen.launcher(getattr(self._cuda_module,
+                                              codegen.kernel_name(dtype_name, mask, layout)))
+            self._cuda_kernels[key] = k
+        return k
+
 
 class _Plan:
     """How to run a spec for one argument signature: compute dtype, output dtype, casts."""
 
-    __slots__ = ("compute", "out_dtype", "mask", "casts", "node_cls", "flat_kernel")
+    __slots__ = ("compute", "out_dtype", "mask", "casts", "node_cls", "flat_kernel", "on_cuda")
 
-    def __init__(self, spec, args):
+    def __init__(self, spec, args, on_cuda):
         self.compute = _compute_dtype(spec, args)
         self.out_dtype = np.dtype(np.bool_) if spec.kind == "compare" else self.compute.np
         self.mask = "".join("a" if isinstance(a, Tensor) else "s" for a in args)
         self.node_cls = spec.overload_nodes.get(self.mask, spec.node_cls)
-        self.flat_kernel = spec.kernel(self.compute.name, self.mask, "c")
+        self.on_cuda = on_cuda
+        self.flat_kernel = (spec.cuda_kernel if on_cuda else spec.kernel)(
+            self.compute.name, self.mask, "c")
         casts = []
         for name, a in zip(spec.inputs, args):
             is_bool = name == "c" or spec.kind == "logical"
@@ -217,6 +239,8 @@ def _launch(spec, dtype_name, values, mask, out):
     shape = out.shape
     if not out.size:
         return
+    if type(out) is not np.ndarray:
+        return _launch_cuda(spec, dtype_name, values, mask, out)
     flat = out.flags.c_contiguous
     args = list(values)
     kind = mask
@@ -242,6 +266,20 @@ def _launch(spec, dtype_name, values, mask, out):
         kernel(*[next(it) if type(v) is np.ndarray else v for v in args], chunk[-1])
 
 
+def _launch_cuda(spec, dtype_name, values, mask, out):
+    """``_launch`` for DeviceArrays: single values stay arrays, since reading one is a copy."""
+    shape = out.shape
+    arrays = [v for v in values if type(v) is not np.ndarray and hasattr(v, "dev")]
+    if out.flags.c_contiguous and all(v.shape == shape and v.flags.c_contiguous for v in arrays):
+        spec.cuda_kernel(dtype_name, mask, "c")(
+            *[v.reshape(-1) if hasattr(v, "dev") else v for v in values], out.reshape(-1))
+        return
+    kernel = spec.cuda_kernel(dtype_name, mask, "nd")
+    for chunk in _strided([*arrays, out], shape):
+        it = iter(chunk)
+        kernel(*[next(it) if hasattr(v, "dev") else v for v in values], chunk[-1])
+
+
 _SCALAR_SIG = {float: "F", int: "I", bool: "B"}
 
 
@@ -254,11 +292,15 @@ def _prepare(spec, args):
     values = []
     shape = None
     flat = True
+    cuda = False
     for a in args:
         if isinstance(a, Tensor):
             d = a._data
             values.append(d)
             sig += d.dtype.char if d.ndim else d.dtype.char + "0"
+            if type(d) is not np.ndarray:
+                sig += "@"
+                cuda = True
             if shape is None:
                 shape = d.shape
             elif d.shape != shape:
@@ -271,15 +313,34 @@ def _prepare(spec, args):
                                             for a in args))
             values.append(a)
             sig += code
+    if cuda:
+        values = _on_one_device(values)
     plan = spec.plans.get(sig)
     if plan is None:
-        plan = spec.plans[sig] = _Plan(spec, args)
+        plan = spec.plans[sig] = _Plan(spec, args, cuda)
     if plan.casts is not None:
         values = [v if c is None else cast(v, c) for v, c in zip(values, plan.casts)]
     if not flat:
-        shapes = [v.shape for v in values if type(v) is np.ndarray]
+        shapes = [v.shape for v in values if hasattr(v, "shape")]
         shape = shapes[0] if all(s == shapes[0] for s in shapes) else broadcast_shapes(*shapes)
     return plan, values, shape, args, flat
+
+
+def _on_one_device(values):
+    """CUDA operands, with 0-d CPU tensors copied over as PyTorch allows; else a device error."""
+    out = []
+    for v in values:
+        if type(v) is np.ndarray:
+            if v.ndim:
+                _storage.check_same_device(*[a for a in values if hasattr(a, "shape")])
+            v = _storage.move(v, _storage.CUDA0)
+        out.append(v)
+    return out
+
+
+def fill(out, value):
+    """Write the number ``value`` into every element of the array ``out``."""
+    _launch(SPECS["copy"], _kernel_dtype(out), [value], "s", out)
 
 
 def copy_into(dst, src):
@@ -298,7 +359,7 @@ def contiguous(array):
 
 def cast(array, np_dtype):
     """A new C-contiguous array of ``array``'s values in ``np_dtype`` (the ``copy`` kernel)."""
-    out = np.empty(array.shape, np_dtype)
+    out = _storage.empty(array.shape, np_dtype, array)
     copy_into(out, array)
     return out
 
@@ -306,11 +367,15 @@ def cast(array, np_dtype):
 def apply(spec, args):
     """``spec`` applied out of place to Tensors / scalars, recording a node if grad is needed."""
     plan, values, shape, args, flat = _prepare(spec, args)
-    out = np.empty(shape, plan.out_dtype)
-    if flat:
+    if plan.on_cuda:
+        out = _storage.empty(shape, plan.out_dtype, _storage.CUDA0)
+        _launch(spec, plan.compute.name, values, plan.mask, out)
+    elif flat:
+        out = np.empty(shape, plan.out_dtype)
         plan.flat_kernel(*[v.ravel() if type(v) is np.ndarray else v for v in values],
                          out.ravel())
     else:
+        out = np.empty(shape, plan.out_dtype)
         _launch(spec, plan.compute.name, values, plan.mask, out)
     if spec.node_cls is not None and _GRAD.enabled:
         for a in args:

@@ -53,22 +53,27 @@ def _alias_methods(Tensor):
         "take": index.take, "gather": reduce.gather,
         "T": property(lambda self: self.permute(*reversed(range(self._data.ndim)))),
         "mT": property(lambda self: self.transpose(-2, -1)),
-        "new_zeros": lambda self, *s, **kw: creation.zeros(*s, **{"dtype": self.dtype, **kw}),
-        "new_ones": lambda self, *s, **kw: creation.ones(*s, **{"dtype": self.dtype, **kw}),
-        "new_tensor": lambda self, d, **kw: creation.tensor(d, **{"dtype": self.dtype, **kw}),
-        "new_full": lambda self, s, v, **kw: creation.full(s, v, **{"dtype": self.dtype, **kw}),
-        "new_empty": lambda self, *s, **kw: creation.empty(*s, **{"dtype": self.dtype, **kw}),
-        "cpu": lambda self: self,
+        "new_zeros": lambda self, *s, **kw: creation.zeros(*s, **_like(self, kw)),
+        "new_ones": lambda self, *s, **kw: creation.ones(*s, **_like(self, kw)),
+        "new_tensor": lambda self, d, **kw: creation.tensor(d, **_like(self, kw)),
+        "new_full": lambda self, s, v, **kw: creation.full(s, v, **_like(self, kw)),
+        "new_empty": lambda self, *s, **kw: creation.empty(*s, **_like(self, kw)),
         "float": lambda self: shape.to(self, dtypes.float32),
         "double": lambda self: shape.to(self, dtypes.float64),
         "long": lambda self: shape.to(self, dtypes.int64),
         "int": lambda self: shape.to(self, dtypes.int32),
         "bool": lambda self: shape.to(self, dtypes.bool_),
-        "type": lambda self, dtype=None: (f"jitgrad.{self.dtype.tensor_type}"
-                                          if dtype is None else self.to(dtype)),
+        "type": lambda self, dtype=None: (
+            f"jitgrad.{'cuda.' if self.is_cuda else ''}{self.dtype.tensor_type}"
+            if dtype is None else self.to(dtype)),
     }
 
 
+
+
+def _like(tensor, kwargs):
+    """``new_*`` methods default to the tensor's dtype and device, as in PyTorch."""
+    return {"dtype": tensor.dtype, "device": tensor.device, **kwargs}
 
 
 def bind(Tensor):

@@ -7,6 +7,7 @@ import numpy as np
 from jitgrad import dtypes
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class, record
+from jitgrad.ops import _storage
 from jitgrad.ops._checks import normalize_dim, normalize_dims, shape_str
 from jitgrad.ops._views import strided_view
 from jitgrad.ops.elementwise import cast, copy_into
@@ -268,7 +269,8 @@ def contiguous(input):
 
 
 def _to_copy_backward(node, g):
-    return (g.to(node.saved_values()),)
+    dtype, device = node.saved_values()
+    return (g.to(dtype=dtype, device=device),)
 
 
 ToCopyBackward0 = node_class("ToCopyBackward0", _to_copy_backward)
@@ -278,23 +280,27 @@ def to(input, *args, dtype=None, device=None, copy=False, non_blocking=False):
     """Convert dtype (and check device): ``to(jitgrad.float64)``, ``to("cpu")``, ``to(other)``."""
     for a in args:
         if isinstance(a, Tensor):
-            dtype = a.dtype
+            dtype, device = a.dtype, a.device
         elif isinstance(a, (dtypes.dtype, type, np.dtype)) and not isinstance(a, str):
             dtype = a
         else:
             device = a
-    if device is not None:
-        from jitgrad.size import device as _device
-
-        if _device(device).type != "cpu":
-            raise RuntimeError(
-                f"device {device!r} is not available: jitgrad has no CUDA backend in this build")
+    device = _storage.resolve(device)
     target = dtypes.to_dtype(dtype)
-    if target is None or (target.np == input._data.dtype and not copy):
+    moves = device is not None and device != _storage.device_of(input._data)
+    if not moves and (target is None or (target.np == input._data.dtype and not copy)):
         return input
-    out = Tensor._wrap(cast(input._data, target.np))
-    if target.is_floating_point:
-        record(out, ToCopyBackward0, (input,), input.dtype)
+    data = input._data
+    if moves and target is not None and device.type == "cpu":
+        data = cast(data, target.np)  # convert where the data is, then copy fewer bytes
+    data = _storage.move(data, device)
+    if target is not None and data.dtype != target.np:
+        data = cast(data, target.np)
+    elif not moves:
+        data = cast(data, data.dtype)
+    out = Tensor._wrap(data)
+    if out._data.dtype.kind == "f" and input._data.dtype.kind == "f":
+        record(out, ToCopyBackward0, (input,), (input.dtype, input.device))
     return out
 
 
@@ -380,7 +386,8 @@ def chunk(input, chunks, dim=0):
 def unbind(input, dim=0):
     """The slices along ``dim``, each with that dim removed."""
     d = normalize_dim(dim, input._data.ndim)
-    return tuple(_view_of(input, input._data[(slice(None),) * d + (i,)], UnbindBackward0,
+    # the trailing Ellipsis keeps 0-d results views, not numpy scalars
+    return tuple(_view_of(input, input._data[(slice(None),) * d + (i, ...)], UnbindBackward0,
                           ((slice(None),) * d + (i,), input._data.shape))
                  for i in range(input._data.shape[d]))
 

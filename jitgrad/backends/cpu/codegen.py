@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 
-__all__ = ["cache_dir", "load_module", "elementwise_source", "kernel_name", "scalar_expr"]
+__all__ = ["cache_dir", "elementwise_source", "kernel_name", "load_module", "masks", "scalar_expr"]
 
 _NP_TYPE = {"float32": "np.float32", "float64": "np.float64", "int64": "np.int64",
             "int32": "np.int32", "bool": "np.bool_"}
@@ -75,7 +75,7 @@ def kernel_name(dtype_name, mask, layout):
     return f"k_{dtype_name}_{mask}_{layout}"
 
 
-def _masks(n):
+def masks(n):
     masks = [""]
     for _ in range(n):
         masks = [m + c for m in masks for c in "as"]
@@ -108,7 +108,7 @@ def elementwise_source(inputs, formula, dtype_names):
     for dtype_name in dtype_names:
         expr = scalar_expr(formula, dtype_name)
         np_type = _NP_TYPE[dtype_name]
-        for mask in _masks(len(inputs)):
+        for mask in masks(len(inputs)):
             scalars = [f"    {n} = {np_type}({n}_)" for n, m in zip(inputs, mask) if m == "s"]
             for layout, index in (("c", "i"), ("nd", idx_nd)):
                 lines += ['@njit(cache=True, error_model="numpy")',

@@ -60,6 +60,14 @@ class DeviceArray:
     def shape(self):
         return self._twin.shape
 
+    @shape.setter
+    def shape(self, shape):
+        """Reshape in place without a copy; AttributeError where numpy would need one."""
+        twin = self._twin.view()
+        twin.shape = shape
+        self._twin = twin
+        self._dev = None
+
     @property
     def strides(self):
         return self._twin.strides
