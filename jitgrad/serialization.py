@@ -57,11 +57,14 @@ class _Encoder:
         name = self.seen.get(id(t))
         if name is None:
             name = self.seen[id(t)] = f"t{len(self.arrays)}"
-            self.arrays[name] = np.array(t.detach().numpy(), order="C")
+            self.arrays[name] = np.array(t.detach().cpu().numpy(), order="C")
         from jitgrad.nn.parameter import Parameter
 
-        return {"tensor": name, "requires_grad": bool(t.requires_grad),
+        node = {"tensor": name, "requires_grad": bool(t.requires_grad),
                 "parameter": isinstance(t, Parameter)}
+        if t.is_cuda:
+            node["device"] = str(t.device)
+        return node
 
 
 def save(obj, f):
@@ -89,14 +92,15 @@ def save(obj, f):
 
 
 class _Decoder:
-    def __init__(self, archive):
+    def __init__(self, archive, map_location):
         self.archive = archive
+        self.map_location = map_location
         self.tensors = {}
 
     def decode(self, node):
         if node is None or isinstance(node, (bool, int, float, str)):
             return node
-        if not isinstance(node, dict) or len(node) not in (1, 3):
+        if not isinstance(node, dict) or len(node) not in (1, 3, 4):
             raise ValueError(f"jitgrad.load: malformed entry {node!r}")
         if "tensor" in node:
             return self._tensor(node)
@@ -124,6 +128,9 @@ class _Decoder:
                 raise ValueError(f"jitgrad.load: missing array {name!r}")
             data = self.archive[name]
             t = jitgrad.from_numpy(np.array(data, order="C", copy=None))
+            device = self.map_location or node.get("device")
+            if device is not None:
+                t = t.to(device)  # saved on a GPU: back there, unless map_location says else
             if node.get("parameter"):
                 from jitgrad.nn.parameter import Parameter
 
@@ -134,8 +141,10 @@ class _Decoder:
         return t
 
 
-def load(f):
+def load(f, map_location=None):
     """Read an object written by ``save`` from a path or binary file; never unpickles.
+
+    Tensors saved from a GPU load onto it again; ``map_location`` ("cpu", "cuda") overrides.
 
     Raises:
         ValueError: the file is not a jitgrad save file or is malformed (pickled content
@@ -155,4 +164,4 @@ def load(f):
         meta = json.loads(archive[_META].tobytes().decode("utf-8"))
         if meta.get("format") != _FORMAT or meta.get("version") != _VERSION:
             raise ValueError("jitgrad.load: unsupported file format or version")
-        return _Decoder(archive).decode(meta["object"])
+        return _Decoder(archive, map_location).decode(meta["object"])

@@ -4,6 +4,7 @@ import numpy as np
 
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class
+from jitgrad.ops import _storage
 from jitgrad.ops import elementwise as ew
 from jitgrad.ops._checks import shape_str
 from jitgrad.tensor import Tensor
@@ -142,7 +143,7 @@ def fill_(input, value):
     value = value.item() if isinstance(value, Tensor) else ew.scalar_value(value)
     if grad_mode.is_grad_enabled() and input._requires_grad:
         inplace.check(input)
-        filled = np.empty(input._data.shape, input._data.dtype)
+        filled = _storage.empty(input._data.shape, input._data.dtype, input._data)
         apply_fill(filled, value)
         return inplace.commit(input, Tensor._wrap(filled, FillBackward0((input._grad_edge(),))))
     apply_fill(input._data, value)
@@ -175,9 +176,11 @@ def copy_(input, src, non_blocking=False):
         raise RuntimeError(
             f"output with shape {shape_str(input._data.shape)} doesn't match the broadcast shape "
             f"{shape_str(np.broadcast_shapes(src._data.shape, input._data.shape))}")
+    if _storage.device_of(src._data) != _storage.device_of(input._data):
+        src = src.to(input.device)  # copy_ is how PyTorch code moves data between devices
     if grad_mode.is_grad_enabled() and (input._requires_grad or src._requires_grad):
         inplace.check(input)
-        copied = np.empty(input._data.shape, input._data.dtype)
+        copied = _storage.empty(input._data.shape, input._data.dtype, input._data)
         ew.copy_into(copied, src._data)
         node = CopyBackwards((input._grad_edge(), src._grad_edge()), (src._data.shape, src.dtype))
         return inplace.commit(input, Tensor._wrap(copied, node))

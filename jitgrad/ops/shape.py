@@ -318,7 +318,7 @@ EmbedBackward0 = node_class("EmbedBackward0", _embed_backward)
 
 def embed(grad, shape, index):
     """Zeros of ``shape`` with ``grad`` written at the basic index ``index`` (differentiable)."""
-    out = np.zeros(shape, grad._data.dtype)
+    out = _storage.zeros(shape, grad._data.dtype, grad._data)
     copy_into(out[index], grad._data)
     return record(Tensor._wrap(out), EmbedBackward0, (grad,), (index, shape))
 
@@ -442,7 +442,8 @@ def cat(tensors, dim=0):
     sizes = [t_._data.shape[d] if r else 0 for t_, r in zip(tensors, real)]
     shape = list(ref._data.shape)
     shape[d] = sum(sizes)
-    out = np.empty(shape, out_dtype.np)
+    _storage.check_same_device(*[t_._data for t_ in tensors])
+    out = _storage.empty(shape, out_dtype.np, ref._data)
     start = 0
     for t_, s in zip(tensors, sizes):
         if s:
