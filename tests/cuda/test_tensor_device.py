@@ -17,7 +17,8 @@ def _pair(shape, low=-2.0, high=2.0, dtype=jitgrad.float32, seed=0):
 
 def _close(cuda_t, cpu_t, tol=1e-5):
     assert cuda_t.device == jitgrad.device("cuda:0")
-    np.testing.assert_allclose(cuda_t.detach().cpu().numpy(), cpu_t.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(cuda_t.detach().cpu().numpy(), cpu_t.detach().numpy(),
+                               rtol=tol, atol=tol)
 
 
 def test_device_queries_and_moves():
