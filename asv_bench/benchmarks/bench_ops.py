@@ -1,6 +1,6 @@
 """Single ops, forward and forward+backward, across sizes and dtypes (jitgrad vs torch)."""
 
-from .common import DEVICES, LIBRARIES, array, check_device, library, tensor
+from .common import DEVICES, LIBRARIES, array, check_device, library, sync, tensor
 
 SIZES = [4, 1_000, 1_000_000]
 
@@ -12,28 +12,33 @@ class Elementwise:
 
     def setup(self, lib_name, op, size, dtype, device):
         self.lib = library(lib_name)
+        self.device = device
         check_device(self.lib, device)
-        self.x = tensor(self.lib, (size,), dtype, 0, requires_grad=True)
-        self.y = tensor(self.lib, (size,), dtype, 1)
+        self.x = tensor(self.lib, (size,), dtype, 0, requires_grad=True, device=device)
+        self.y = tensor(self.lib, (size,), dtype, 1, device=device)
         binary = op in ("add", "mul")
         self.fn = (lambda x: getattr(x, op)(self.y)) if binary else (lambda x: getattr(x, op)())
         self.time_forward_backward()  # compile outside the timed region
 
     def time_forward(self, *_):
         self.fn(self.x)
+        sync(self.lib, self.device)
 
     def time_forward_backward(self, *_):
         self.fn(self.x).sum().backward()
+        sync(self.lib, self.device)
 
 
 class Reduction:
     params = (LIBRARIES, ["sum", "mean", "amax", "softmax", "logsumexp"], [(64, 10), (1000, 1000)],
-              ["float32"])
-    param_names = ["library", "op", "shape", "dtype"]
+              ["float32"], DEVICES)
+    param_names = ["library", "op", "shape", "dtype", "device"]
 
-    def setup(self, lib_name, op, shape, dtype):
+    def setup(self, lib_name, op, shape, dtype, device):
         self.lib = library(lib_name)
-        self.x = tensor(self.lib, shape, dtype, requires_grad=True)
+        self.device = device
+        check_device(self.lib, device)
+        self.x = tensor(self.lib, shape, dtype, requires_grad=True, device=device)
         self.fn = {
             "sum": lambda x: x.sum(1),
             "mean": lambda x: x.mean(1),
@@ -45,9 +50,11 @@ class Reduction:
 
     def time_forward(self, *_):
         self.fn(self.x)
+        sync(self.lib, self.device)
 
     def time_forward_backward(self, *_):
         self.fn(self.x).sum().backward()
+        sync(self.lib, self.device)
 
 
 class Matmul:
@@ -58,15 +65,18 @@ class Matmul:
         self.lib = library(lib_name)
         check_device(self.lib, device)
         m, n, k = mnk
-        self.a = tensor(self.lib, (m, n), dtype, 0, requires_grad=True)
-        self.b = tensor(self.lib, (n, k), dtype, 1, requires_grad=True)
+        self.device = device
+        self.a = tensor(self.lib, (m, n), dtype, 0, requires_grad=True, device=device)
+        self.b = tensor(self.lib, (n, k), dtype, 1, requires_grad=True, device=device)
         self.time_forward_backward()
 
     def time_forward(self, *_):
         self.a @ self.b
+        sync(self.lib, self.device)
 
     def time_forward_backward(self, *_):
         (self.a @ self.b).sum().backward()
+        sync(self.lib, self.device)
 
 
 class ShapeAndIndexing:

@@ -1,24 +1,26 @@
 """Whole steps from the performance table of the benchmark issue (jitgrad vs torch)."""
 
-from .common import LIBRARIES, array, check_device, library, tensor
+from .common import DEVICES, LIBRARIES, array, check_device, library, sync, tensor
 
 
 class TutorialStep:
     """ones, +2, *, *3, mean, backward: the 60 Minute Blitz autograd step."""
 
-    params = (LIBRARIES, ["cpu"])
+    params = (LIBRARIES, DEVICES)
     param_names = ["library", "device"]
 
     def setup(self, lib_name, device):
         self.lib = library(lib_name)
+        self.device = device
         check_device(self.lib, device)
         self.time_step()
 
     def time_step(self, *_):
-        x = self.lib.ones(2, 2, requires_grad=True)
+        x = self.lib.ones(2, 2, requires_grad=True, device=self.device)
         y = x + 2
         z = y * y * 3
         z.mean().backward()
+        sync(self.lib, self.device)
 
 
 class SmallChain:
@@ -41,17 +43,20 @@ class SmallChain:
 class LargeElementwiseChain:
     """((x*w+0.5).tanh()*x).sigmoid().sum() on 1M float32: memory traffic."""
 
-    params = (LIBRARIES,)
-    param_names = ["library"]
+    params = (LIBRARIES, DEVICES)
+    param_names = ["library", "device"]
 
-    def setup(self, lib_name):
-        lib = library(lib_name)
-        self.x = tensor(lib, (1_000_000,), requires_grad=True)
-        self.w = tensor(lib, (1_000_000,), seed=1, requires_grad=True)
+    def setup(self, lib_name, device):
+        self.lib = lib = library(lib_name)
+        self.device = device
+        check_device(lib, device)
+        self.x = tensor(lib, (1_000_000,), requires_grad=True, device=device)
+        self.w = tensor(lib, (1_000_000,), seed=1, requires_grad=True, device=device)
         self.time_chain()
 
     def time_chain(self, *_):
         ((self.x * self.w + 0.5).tanh() * self.x).sigmoid().sum().backward()
+        sync(self.lib, self.device)
 
 
 class Matmul512:
@@ -84,16 +89,18 @@ def _lenet(lib):
 class TrainingStep:
     """One SGD step (forward, cross_entropy, backward, update) of an MLP or LeNet."""
 
-    params = (LIBRARIES, ["mlp", "lenet"])
-    param_names = ["library", "model"]
+    params = (LIBRARIES, ["mlp", "lenet"], DEVICES)
+    param_names = ["library", "model", "device"]
 
-    def setup(self, lib_name, model):
+    def setup(self, lib_name, model, device):
         lib = self.lib = library(lib_name)
+        self.device = device
+        check_device(lib, device)
         lib.manual_seed(0)
-        self.net = _mlp(lib) if model == "mlp" else _lenet(lib)
+        self.net = (_mlp(lib) if model == "mlp" else _lenet(lib)).to(device)
         shape = (64, 784) if model == "mlp" else (16, 1, 28, 28)
-        self.x = tensor(lib, shape)
-        self.y = lib.tensor(array((shape[0],), "float64", 3, 0, 10).astype("int64"))
+        self.x = tensor(lib, shape, device=device)
+        self.y = lib.tensor(array((shape[0],), "float64", 3, 0, 10).astype("int64"), device=device)
         self.opt = lib.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9)
         self.time_step()
 
@@ -102,6 +109,7 @@ class TrainingStep:
         loss = self.lib.nn.functional.cross_entropy(self.net(self.x), self.y)
         loss.backward()
         self.opt.step()
+        sync(self.lib, self.device)
 
     def peakmem_step(self, *_):
         self.time_step()

@@ -39,7 +39,14 @@ def array(shape, dtype="float32", seed=0, low=-1.0, high=1.0):
     return np.random.default_rng(seed).uniform(low, high, shape).astype(dtype)
 
 
-def tensor(lib, shape, dtype="float32", seed=0, requires_grad=False, low=-1.0, high=1.0):
-    """The same seeded values as a jitgrad or torch tensor."""
-    t = lib.tensor(array(shape, dtype, seed, low, high))
+def tensor(lib, shape, dtype="float32", seed=0, requires_grad=False, low=-1.0, high=1.0,
+           device="cpu"):
+    """The same seeded values as a jitgrad or torch tensor on ``device``."""
+    t = lib.tensor(array(shape, dtype, seed, low, high), device=device)
     return t.requires_grad_(requires_grad)
+
+
+def sync(lib, device):
+    """Wait for queued GPU work, so a timing covers the kernels and not just their launch."""
+    if device == "cuda":
+        lib.cuda.synchronize()
