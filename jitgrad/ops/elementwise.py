@@ -272,7 +272,7 @@ def _launch_cuda(spec, dtype_name, values, mask, out):
     arrays = [v for v in values if type(v) is not np.ndarray and hasattr(v, "dev")]
     if out.flags.c_contiguous and all(v.shape == shape and v.flags.c_contiguous for v in arrays):
         spec.cuda_kernel(dtype_name, mask, "c")(
-            *[v.reshape(-1) if hasattr(v, "dev") else v for v in values], out.reshape(-1))
+            *[v.ravel() if hasattr(v, "dev") else v for v in values], out.ravel())
         return
     kernel = spec.cuda_kernel(dtype_name, mask, "nd")
     for chunk in _strided([*arrays, out], shape):
@@ -369,7 +369,11 @@ def apply(spec, args):
     plan, values, shape, args, flat = _prepare(spec, args)
     if plan.on_cuda:
         out = _storage.empty(shape, plan.out_dtype, _storage.CUDA0)
-        _launch(spec, plan.compute.name, values, plan.mask, out)
+        if flat and out.size:  # the plan's launcher: no kernel lookup per call
+            plan.flat_kernel(*[v.ravel() if hasattr(v, "dev") else v for v in values],
+                             out.ravel())
+        else:
+            _launch(spec, plan.compute.name, values, plan.mask, out)
     elif flat:
         out = np.empty(shape, plan.out_dtype)
         plan.flat_kernel(*[v.ravel() if type(v) is np.ndarray else v for v in values],

@@ -46,13 +46,14 @@ def _span(shape, strides, itemsize):
 class DeviceArray:
     """A strided view of a CUDA allocation (see the module docstring)."""
 
-    __slots__ = ("_twin", "_memory", "_offset", "_dev", "_owner", "__weakref__")
+    __slots__ = ("_twin", "_memory", "_offset", "_dev", "_flat", "_owner", "__weakref__")
 
     def __init__(self, twin, memory, offset, owner=None):
         self._twin = twin  # shape/strides/dtype only: never read
         self._memory = memory  # flat uint8 numba device array holding the whole allocation
         self._offset = offset  # bytes from the allocation's start to element [0, ..., 0]
         self._dev = None
+        self._flat = None
         self._owner = owner  # the DeviceArray this one views (numpy's .base)
 
     # --- numpy's metadata ---------------------------------------------------------------
@@ -66,7 +67,7 @@ class DeviceArray:
         twin = self._twin.view()
         twin.shape = shape
         self._twin = twin
-        self._dev = None
+        self._dev = self._flat = None
 
     @property
     def strides(self):
@@ -149,7 +150,11 @@ class DeviceArray:
         return self._view_of(twin)
 
     def ravel(self):
-        return self.reshape(-1)
+        """The 1-D view of a contiguous array, kept: flat kernels launch on it again and again."""
+        flat = self._flat
+        if flat is None:
+            flat = self._flat = self.reshape(-1)
+        return flat
 
     def as_strided(self, shape, strides):
         """A view of this array's memory with the given shape and byte strides."""
