@@ -2,11 +2,10 @@
 
 import math
 
-import numpy as np
-
 from jitgrad.autograd.node import node_class, record
+from jitgrad.backends import Family
 from jitgrad.backends.cpu import blas
-from jitgrad.backends.cpu import linalg_kernels as K
+from jitgrad.ops import _storage
 from jitgrad.ops._checks import broadcast_shapes
 from jitgrad.ops._views import strided_view
 from jitgrad.ops.elementwise import cast
@@ -16,6 +15,8 @@ __all__ = ["bmm", "dot", "matmul", "mm", "mv", "outer"]
 
 _TORCH_NAME = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int",
                "bool": "bool"}
+
+_KERNELS = Family("linalg_kernels")
 
 
 def _matmul_backward(node, g):
@@ -39,7 +40,11 @@ def _blas_ready(x):
 
 
 def _matmul_nd(a, b):
-    """Product of operands with at least 2 dims each (batch dims broadcast)."""
+    """Product of operands with at least 2 dims each (batch dims broadcast).
+
+    CPU operands go to BLAS-backed kernels (thread count chosen by size, strided operands made
+    contiguous first); CUDA kernels read any strides, stride-0 broadcast batch dims included.
+    """
     ad, bd = a._data, b._data
     n, k = ad.shape[-2:]
     k2, m = bd.shape[-2:]
@@ -48,30 +53,50 @@ def _matmul_nd(a, b):
         raise RuntimeError(
             f"mat1 and mat2 shapes cannot be multiplied ({ad.shape[-2] if ad.ndim > 1 else 1}x{k} "
             f"and {k2}x{m})")
-    blas.use_threads_for(n * k * m * math.prod(batch))
+    K = _KERNELS(ad)
+    cpu = _storage.on_cpu(ad)
+    if cpu:
+        blas.use_threads_for(n * k * m * math.prod(batch))
     if ad.ndim == 2 and bd.ndim == 2 and ad.dtype.kind == "f":
-        out = np.empty((n, m), ad.dtype)
-        K.mm(_blas_ready(ad), _blas_ready(bd), out)
+        out = _storage.empty((n, m), ad.dtype, ad)
+        if cpu:
+            K.mm(_blas_ready(ad), _blas_ready(bd), out)
+        else:
+            K.mm(ad, bd, out)
         return record(Tensor._wrap(out), MmBackward0, (a, b), (a, b), check=(a, b))
     a3 = _batched(ad, batch)
     b3 = _batched(bd, batch)
-    out = np.empty((a3.shape[0], n, m), ad.dtype)
+    out = _storage.empty((a3.shape[0], n, m), ad.dtype, ad)
     (K.bmm if ad.dtype.kind == "f" else K.bmm_int)(a3, b3, out)
     return record(Tensor._wrap(out.reshape(batch + (n, m))), BmmBackward0, (a, b), (a, b),
                   check=(a, b))
 
 
 def _batched(x, batch):
-    """``x`` broadcast to ``batch`` dims as a C-contiguous (B, rows, cols) array."""
+    """``x`` broadcast to ``batch`` dims as a (B, rows, cols) array.
+
+    On CPU the result is C-contiguous. CUDA kernels take any strides, so there it stays a view
+    (stride 0 along broadcast dims) unless several batch dims cannot merge into one.
+    """
     target = batch + x.shape[-2:]
     if x.shape != target:
         x = strided_view(
             x, target, (0,) * (len(target) - x.ndim) + tuple(
                 0 if s == 1 and t != 1 else st for s, t, st in
                 zip(x.shape, target[len(target) - x.ndim:], x.strides)))
-    if not x.flags.c_contiguous:
-        x = cast(x, x.dtype)
-    return x.reshape((math.prod(batch),) + target[-2:])
+    shape3 = (math.prod(batch),) + target[-2:]
+    if _storage.on_cpu(x):
+        if not x.flags.c_contiguous:
+            x = cast(x, x.dtype)
+        return x.reshape(shape3)
+    if len(batch) == 0:
+        return x[None]
+    if len(batch) == 1:
+        return x
+    try:
+        return x.reshape(shape3)
+    except ValueError:  # batch dims with incompatible strides: one device-side copy
+        return cast(x, x.dtype).reshape(shape3)
 
 
 def matmul(input, other):
@@ -81,6 +106,7 @@ def matmul(input, other):
             raise TypeError(f"unsupported operand type(s) for @: '{type(input).__name__}' and "
                             f"'{type(other).__name__}'")
     a, b = input, other
+    _storage.check_same_device(a._data, b._data)
     if a._data.ndim == 0 or b._data.ndim == 0:
         raise RuntimeError(
             f"both arguments to matmul need to be at least 1D, but they are {a._data.ndim}D and "
@@ -90,7 +116,8 @@ def matmul(input, other):
             f"expected m1 and m2 to have the same dtype, but got: {_TORCH_NAME[a.dtype.name]} != "
             f"{_TORCH_NAME[b.dtype.name]}")
     if a._data.dtype.kind == "b":
-        raise NotImplementedError('"addmm_impl_cpu_" not implemented for \'Bool\'')
+        where = "addmm_impl_cpu_" if _storage.on_cpu(a._data) else "addmm_cuda"
+        raise NotImplementedError(f'"{where}" not implemented for \'Bool\'')
     if a._data.ndim == 2 and b._data.ndim == 1 and a._data.shape[1] != b._data.shape[0]:
         raise RuntimeError(
             f"size mismatch, got input ({a._data.shape[0]}), mat ({a._data.shape[0]}x"
@@ -115,6 +142,7 @@ def matmul(input, other):
 
 def mm(input, mat2):
     """Product of two 2-D matrices."""
+    _storage.check_same_device(input._data, mat2._data)
     for name, t in (("self", input), ("mat2", mat2)):
         if t._data.ndim != 2:
             raise RuntimeError(f"{name} must be a matrix")
@@ -123,6 +151,7 @@ def mm(input, mat2):
 
 def bmm(input, mat2):
     """Batched product of two 3-D tensors."""
+    _storage.check_same_device(input._data, mat2._data)
     for name, t in (("batch1", input), ("batch2", mat2)):
         if t._data.ndim != 3:
             raise RuntimeError(f"{name} must be a 3D tensor")
@@ -135,6 +164,7 @@ def bmm(input, mat2):
 
 def dot(input, other):
     """Inner product of two 1-D tensors."""
+    _storage.check_same_device(input._data, other._data)
     if input._data.ndim != 1 or other._data.ndim != 1:
         raise RuntimeError(
             f"1D tensors expected, but got {input._data.ndim}D and {other._data.ndim}D tensors")

@@ -2,11 +2,11 @@
 
 import math
 
-import numpy as np
-
 import jitgrad
-from jitgrad.backends.cpu import optim_kernels as K
-from jitgrad.optim.optimizer import Optimizer, _buffer, _grads_and_params
+from jitgrad.backends import Family
+from jitgrad.optim.optimizer import Optimizer, _buffer, _check_state, _empty, _grads_and_params
+
+_KERNELS = Family("optim_kernels")
 
 __all__ = ["Adam", "AdamW"]
 
@@ -62,12 +62,15 @@ class Adam(Optimizer):
                 t = data.dtype.type
                 bias_correction1 = 1 - beta1**step
                 bias_correction2 = 1 - beta2**step
-                max_sq = _buffer(state["max_exp_avg_sq"]) if amsgrad else np.empty(0, data.dtype)
-                K.adam_step(data, _buffer(grad), _buffer(state["exp_avg"]),
-                            _buffer(state["exp_avg_sq"]), max_sq, t(1 - beta1), t(beta2),
-                            t(1 - beta2), t(wd), t(1 - lr * wd), t(lr / bias_correction1),
-                            t(math.sqrt(bias_correction2)), t(group["eps"]), self._decoupled,
-                            amsgrad, group["maximize"])
+                moments = (state["exp_avg"], state["exp_avg_sq"],
+                           state["max_exp_avg_sq"] if amsgrad else None)
+                _check_state(p, *moments)
+                max_sq = _buffer(moments[2]) if amsgrad else _empty(data)
+                _KERNELS(data).adam_step(
+                    data, _buffer(grad), _buffer(moments[0]), _buffer(moments[1]), max_sq,
+                    t(1 - beta1), t(beta2), t(1 - beta2), t(wd), t(1 - lr * wd),
+                    t(lr / bias_correction1), t(math.sqrt(bias_correction2)), t(group["eps"]),
+                    self._decoupled, amsgrad, group["maximize"])
                 p._version[0] += 1
         return loss
 

@@ -2,7 +2,10 @@
 
 from collections import defaultdict
 
+import numpy as np
+
 import jitgrad
+from jitgrad.ops._storage import check_same_device
 from jitgrad.tensor import Tensor
 
 __all__ = ["Optimizer", "required"]
@@ -135,27 +138,44 @@ class Optimizer:
 
 
 def _cast_state(key, value, param):
-    """A copy of a state value; floating tensors take the parameter's dtype ("step" excepted)."""
+    """A copy of a state value on the parameter's device, floating tensors in its dtype.
+
+    As PyTorch, ``"step"`` is copied as it is (it stays on its device: a host counter).
+    """
     if not isinstance(value, Tensor):
         return value
-    value = value.detach().clone()
-    if key != "step" and param.is_floating_point() and value.is_floating_point():
-        value = value.to(param.dtype)
-    return value
+    value = value.detach()
+    if key == "step":
+        return value.clone()
+    dtype = param.dtype if param.is_floating_point() and value.is_floating_point() else None
+    return value.to(dtype=dtype, device=param.device, copy=True)
 
 
 def _buffer(t):
-    """The flat numpy buffer a kernel updates in place (the tensor's own memory)."""
-    return t.detach().numpy().reshape(-1)
+    """The flat buffer (numpy or CUDA DeviceArray) a kernel updates in place: the tensor's own
+    memory, on the tensor's device."""
+    return t._data.reshape(-1)
+
+
+def _empty(data):
+    """A size-0 stand-in for a state buffer a kernel leaves unused (valid on either device)."""
+    return np.empty(0, data.dtype)
 
 
 def _grads_and_params(group):
-    """``(param, grad)`` for the group's parameters that have a gradient; checks layouts."""
+    """``(param, grad)`` for the group's parameters that have a gradient; checks layouts and
+    devices before any kernel runs."""
     pairs = []
     for p in group["params"]:
         if p.grad is None:
             continue
         if not p.is_contiguous():
             raise RuntimeError("jitgrad optimizers need contiguous parameters")
+        check_same_device(p._data, p.grad._data)
         pairs.append((p, p.grad.contiguous()))
     return pairs
+
+
+def _check_state(p, *buffers):
+    """State buffers must live beside their parameter (``load_state_dict`` moves them there)."""
+    check_same_device(p._data, *[b._data for b in buffers if b is not None])

@@ -1,10 +1,10 @@
 """``RMSprop`` (centered, momentum, weight decay, maximize)."""
 
-import numpy as np
-
 import jitgrad
-from jitgrad.backends.cpu import optim_kernels as K
-from jitgrad.optim.optimizer import Optimizer, _buffer, _grads_and_params
+from jitgrad.backends import Family
+from jitgrad.optim.optimizer import Optimizer, _buffer, _check_state, _empty, _grads_and_params
+
+_KERNELS = Family("optim_kernels")
 
 __all__ = ["RMSprop"]
 
@@ -51,12 +51,15 @@ class RMSprop(Optimizer):
                 state["step"].add_(1)
                 data = _buffer(p)
                 t = data.dtype.type
-                empty = np.empty(0, data.dtype)
-                K.rmsprop_step(data, _buffer(grad), _buffer(state["square_avg"]),
-                               _buffer(state["grad_avg"]) if centered else empty,
-                               _buffer(state["momentum_buffer"]) if momentum > 0 else empty,
-                               t(group["lr"]), t(group["alpha"]), t(1 - group["alpha"]),
-                               t(group["eps"]), t(group["weight_decay"]), t(momentum), centered,
-                               group["maximize"])
+                grad_avg = state["grad_avg"] if centered else None
+                buf = state["momentum_buffer"] if momentum > 0 else None
+                _check_state(p, state["square_avg"], grad_avg, buf)
+                empty = _empty(data)
+                _KERNELS(data).rmsprop_step(
+                    data, _buffer(grad), _buffer(state["square_avg"]),
+                    empty if grad_avg is None else _buffer(grad_avg),
+                    empty if buf is None else _buffer(buf), t(group["lr"]), t(group["alpha"]),
+                    t(1 - group["alpha"]), t(group["eps"]), t(group["weight_decay"]),
+                    t(momentum), centered, group["maximize"])
                 p._version[0] += 1
         return loss

@@ -1,10 +1,10 @@
 """``SGD`` with momentum, dampening, Nesterov, weight decay and maximize."""
 
-import numpy as np
-
 import jitgrad
-from jitgrad.backends.cpu import optim_kernels as K
-from jitgrad.optim.optimizer import Optimizer, _buffer, _grads_and_params
+from jitgrad.backends import Family
+from jitgrad.optim.optimizer import Optimizer, _buffer, _check_state, _empty, _grads_and_params
+
+_KERNELS = Family("optim_kernels")
 
 __all__ = ["SGD"]
 
@@ -60,11 +60,13 @@ class SGD(Optimizer):
                     if buf is None:
                         buf = state["momentum_buffer"] = jitgrad.zeros_like(p)
                         first = True
+                    _check_state(p, buf)
                     buf_data = _buffer(buf)
                 else:
-                    buf_data = np.empty(0, data.dtype)
-                K.sgd_step(data, _buffer(grad), buf_data, t(group["lr"]), t(momentum),
-                           t(1 - group["dampening"]), t(group["weight_decay"]),
-                           group["nesterov"], group["maximize"], first)
+                    buf_data = _empty(data)
+                _KERNELS(data).sgd_step(data, _buffer(grad), buf_data, t(group["lr"]),
+                                        t(momentum), t(1 - group["dampening"]),
+                                        t(group["weight_decay"]), group["nesterov"],
+                                        group["maximize"], first)
                 p._version[0] += 1
         return loss
