@@ -34,6 +34,7 @@ def test_device_queries_and_moves():
     assert jitgrad.zeros(2, device="cuda").device.type == "cuda"
     assert jitgrad.zeros_like(y).is_cuda and y.new_ones(3).is_cuda
     assert jitgrad.tensor([1, 2], device="cuda:0").cpu().tolist() == [1, 2]
+    assert jitgrad.tensor(1.5).cuda().shape == () and jitgrad.tensor(2, device="cuda").item() == 2
     assert y[1, 2].item() == 5.0 and float(y[0, 1]) == 1.0
     jitgrad.cuda.synchronize()
 

@@ -228,7 +228,7 @@ def is_device_array(obj):
 
 def to_device(host):
     """Copy a numpy array to a new C-contiguous DeviceArray (counted as a transfer)."""
-    host = np.ascontiguousarray(host)
+    host = np.asarray(host, order="C")  # unlike ascontiguousarray, keeps 0-d arrays 0-d
     out = empty(host.shape, host.dtype)
     if host.size:
         runtime.transfers.to_device += 1
