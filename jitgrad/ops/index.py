@@ -10,20 +10,29 @@ import numpy as np
 
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class, record
-from jitgrad.backends.cpu import index_kernels as K
+from jitgrad.backends import Family
+from jitgrad.ops import _storage
 from jitgrad.ops.elementwise import SPECS, apply, cast, contiguous, copy_into, scalar_value
 from jitgrad.ops.shape import SelectBackward0, SliceBackward0, _view_of
+from jitgrad.size import CPU
 from jitgrad.tensor import Tensor
 
 __all__ = ["getitem", "index_select", "masked_fill", "setitem", "take"]
 
+# the index kernel module for an array's device: ``KERNELS(data).take_flat(...)``
+KERNELS = Family("index_kernels")
+
 
 def _convert(item):
     if isinstance(item, Tensor):
-        if item._data.dtype.kind == "f":
+        data = item._data
+        if data.dtype.kind == "f":
             raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
-        return int(item._data) if item._data.ndim == 0 and item._data.dtype.kind != "b" \
-            else item._data
+        if data.ndim == 0 and data.dtype.kind != "b":
+            # NOTE: a 0-d CUDA index is read back: it selects like an int, and whether it is in
+            # range depends on its value (PyTorch reads it too)
+            return int(data if type(data) is np.ndarray else _storage.move(data, CPU))
+        return data  # a numpy array, or a DeviceArray (CUDA index tensors stay on the device)
     if isinstance(item, (list, tuple, np.ndarray)):
         arr = np.asarray([_convert(i) if isinstance(i, Tensor) else i for i in item]
                          if isinstance(item, (list, tuple)) else item)
@@ -36,7 +45,7 @@ def _convert(item):
         if isinstance(item, slice) and item.step is not None and item.step <= 0:
             raise ValueError("step must be greater than zero")
         return item
-    if isinstance(item, bool):
+    if isinstance(item, bool) or _on_device(item):
         return item
     raise IndexError(
         "only integers, slices (`:`), ellipsis (`...`), None and long or byte Variables are "
@@ -46,8 +55,13 @@ def _convert(item):
 def _normalize(index):
     items = index if isinstance(index, tuple) else (index,)
     items = tuple(_convert(i) for i in items)
-    advanced = any(isinstance(i, (np.ndarray, bool)) for i in items)
+    advanced = any(isinstance(i, (np.ndarray, bool)) or _on_device(i) for i in items)
     return items, advanced
+
+
+def _on_device(item):
+    """Whether an index item is a CUDA array (a DeviceArray from a CUDA index tensor)."""
+    return hasattr(item, "dev")
 
 
 def _torch_error(err, shape, items=()):
@@ -91,6 +105,126 @@ def _positions(shape, items):
         raise _torch_error(err, shape, items) from None
 
 
+def _dummy(shape):
+    """A numpy array of ``shape`` over one element: numpy's indexing rules without data."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, np.int8), shape, (0,) * len(shape))
+
+
+def _positions_on(data, items, checked=False):
+    """Flat positions (C order) in ``data`` of ``data[items]``, on ``data``'s device.
+
+    ``checked``: the device index arrays are known to be in range (index_select checked them).
+    """
+    if type(data) is np.ndarray:
+        for i in items:
+            if _on_device(i):
+                _storage.check_same_device(data, i)
+        return _positions(data.shape, items)
+    return _device_positions(data.shape, items, checked)
+
+
+def _upload(host):
+    """A host array (or numpy scalar) copied to CUDA, keeping 0-d shapes 0-d."""
+    # NOTE: array.to_device turns 0-d arrays into shape (1,) (np.ascontiguousarray), hence
+    # the reshape
+    return _storage.move(host, _storage.CUDA0).reshape(np.shape(host))
+
+
+def _host_items(items):
+    # NOTE: reads CUDA index arrays back; callers do so only where values decide shapes/errors
+    return tuple(_storage.move(i, CPU) if _on_device(i) else i for i in items)
+
+
+def _device_positions(shape, items, checked):
+    """``_positions`` for CUDA data: integer index arrays stay on the device.
+
+    numpy's layout rules are applied to shapes only: the positions of the result with every
+    index array replaced by its broadcast flat index ``j`` give, on the host, the basic part of
+    each position and ``j``; the device adds ``sum_k stride_k * index_k.flat[j]``.
+    """
+    from jitgrad.ops.reduce import index_bounds
+
+    # NOTE: a CUDA bool mask is read back: the result's shape depends on its values (PyTorch
+    # CUDA synchronises there too)
+    items = tuple(_storage.move(i, CPU) if _on_device(i) and i.dtype.kind == "b" else i
+                  for i in items)
+    if not any(_on_device(i) for i in items):
+        # shapes and host indices only: positions from the host, copied to the device
+        return _upload(_positions(shape, items))
+    if any(isinstance(i, bool) or (isinstance(i, np.ndarray) and i.dtype.kind == "b"
+                                   and i.ndim == 0) for i in items):
+        # NOTE: a bool scalar beside CUDA index arrays (numpy broadcasts it with them): rare,
+        # done on the host by reading the index arrays back
+        return _upload(_positions(shape, _host_items(items)))
+    probe = tuple(np.broadcast_to(np.intp(0), i.shape) if _on_device(i) else i for i in items)
+    try:
+        out_shape = _dummy(shape)[probe].shape  # numpy's own shape errors, without values
+        ok = True
+    except IndexError:
+        ok = False
+    # bool masks on the host become their integer index arrays, as numpy reads them
+    expanded = []
+    for i in items:
+        if isinstance(i, np.ndarray) and i.dtype.kind == "b":
+            expanded.extend(np.nonzero(i))
+        else:
+            expanded.append(i)
+    items = tuple(expanded)
+    n_used = sum(1 for i in items if i is not None and i is not Ellipsis)
+    dims, d = [], 0
+    for i in items:
+        if i is Ellipsis:
+            d += len(shape) - n_used
+        if i is None or i is Ellipsis:
+            dims.append(None)
+        else:
+            dims.append(d)
+            d += 1
+    arrays = [k for k, i in enumerate(items) if hasattr(i, "shape")]
+    on_device = [k for k in arrays if _on_device(items[k]) and items[k].size]
+    if ok and not checked and on_device:
+        bounds = index_bounds(*[items[k] for k in on_device])
+        ok = all(-shape[dims[k]] <= lo and hi < shape[dims[k]]
+                 for k, (lo, hi) in zip(on_device, bounds))
+    if not ok:
+        # NOTE: an error path: the indices are read back so numpy names the bad one as on CPU
+        _positions(shape, _host_items(items))
+        raise IndexError("index out of range")  # not reached: numpy raised above
+    if not math.prod(out_shape):
+        return _storage.empty(out_shape, np.int64, _storage.CUDA0)
+    b_shape = np.broadcast_shapes(*[items[k].shape for k in arrays])
+    n_b = int(math.prod(b_shape))
+    j_index = np.arange(n_b, dtype=np.int64).reshape(b_shape)
+    fake_shape = list(shape)
+    adv_dims = {dims[k] for k in arrays}
+    for dim in adv_dims:
+        fake_shape[dim] = n_b
+    fake_items = tuple(j_index if k in arrays else i for k, i in enumerate(items))
+    c_strides = [int(math.prod(shape[dim + 1:])) for dim in range(len(shape))]
+    ramp = np.arange(max(int(math.prod(shape)), 1), dtype=np.int64)
+    basic = np.lib.stride_tricks.as_strided(
+        ramp, fake_shape, [0 if dim in adv_dims else 8 * c_strides[dim]
+                           for dim in range(len(shape))])[fake_items]
+    first = min(adv_dims)
+    flat_j = np.lib.stride_tricks.as_strided(
+        np.arange(n_b, dtype=np.int64), fake_shape,
+        [8 if dim == first else 0 for dim in range(len(shape))])[fake_items]
+    with grad_mode.no_grad():
+        offset = None
+        for k in arrays:
+            i = items[k]
+            size = shape[dims[k]]
+            t = Tensor._wrap(cast(i if _on_device(i) else _upload(i),
+                                  np.int64))
+            t = apply(SPECS["where"], (t.lt(0), t + size, t)) * c_strides[dims[k]]
+            offset = t if offset is None else offset + t
+        flat = contiguous(offset._data.broadcast_to(b_shape)).reshape(-1)
+        picked = _storage.empty(flat_j.shape, np.int64, flat)
+        KERNELS(flat).take_flat(flat, _upload(flat_j).reshape(-1),
+                                picked.reshape(-1))
+        return (Tensor._wrap(_upload(basic)) + Tensor._wrap(picked))._data
+
+
 def _take_backward(node, g):
     positions, shape = node.saved_values()
     return (_put(g, positions, shape),)
@@ -108,16 +242,16 @@ IndexPutBackward0 = node_class("IndexPutBackward0", _put_backward)
 def _take(x, positions):
     """Elements of ``x`` at flat ``positions`` (an array of any shape), differentiable."""
     src = contiguous(x._data)
-    out = np.empty(positions.shape, src.dtype)
-    K.take_flat(src.reshape(-1), positions.reshape(-1), out.reshape(-1))
+    out = _storage.empty(positions.shape, src.dtype, src)
+    KERNELS(src).take_flat(src.reshape(-1), positions.reshape(-1), out.reshape(-1))
     return record(Tensor._wrap(out), IndexBackward0, (x,), (positions, x._data.shape))
 
 
 def _put(g, positions, shape):
     """Zeros of ``shape`` with ``g`` added at flat ``positions``, differentiable."""
-    out = np.zeros(shape, g._data.dtype)
+    out = _storage.zeros(shape, g._data.dtype, g._data)
     src = contiguous(g._data)
-    K.put_flat(out.reshape(-1), positions.reshape(-1), src.reshape(-1), True)
+    KERNELS(out).put_flat(out.reshape(-1), positions.reshape(-1), src.reshape(-1), True)
     return record(Tensor._wrap(out), IndexPutBackward0, (g,), (positions, shape))
 
 
@@ -126,14 +260,21 @@ def getitem(input, index):
     items, advanced = _normalize(index)
     data = input._data
     if advanced:
-        return _take(input, _positions(data.shape, items))
+        return _take(input, _positions_on(data, items))
     basic = items if Ellipsis in items else items + (Ellipsis,)  # keeps 0-d results arrays
-    try:
-        view = data[basic]
-    except IndexError as err:
-        raise _torch_error(err, data.shape, items) from None
+    view = _basic_view(data, basic, items)
     node_cls = SelectBackward0 if any(isinstance(i, int) for i in items) else SliceBackward0
     return _view_of(input, view, node_cls, (basic, data.shape))
+
+
+def _basic_view(data, basic, items):
+    """``data[basic]`` (ints, slices, None, ...), with PyTorch's words for index errors."""
+    try:
+        if type(data) is not np.ndarray:
+            _dummy(data.shape)[basic]  # numpy's errors, as on the CPU
+        return data[basic]
+    except IndexError as err:
+        raise _torch_error(err, data.shape, items) from None
 
 
 def setitem(input, index, value):
@@ -144,42 +285,55 @@ def setitem(input, index, value):
         value = scalar_value(value)
     items, advanced = _normalize(index)
     data = input._data
+    if isinstance(value, Tensor) and type(value._data) is not type(data):
+        if value._data.ndim == 0 and type(value._data) is np.ndarray:
+            value = value.to(_storage.device_of(data))  # a CPU scalar tensor, as PyTorch allows
+            if value._data.ndim:  # NOTE: array.to_device makes 0-d arrays 1-d; undo it
+                value = value.reshape(())
+        else:
+            _storage.check_same_device(data, value._data)
     if grad_mode.is_grad_enabled() and (
             input._requires_grad or (isinstance(value, Tensor) and value._requires_grad)):
         inplace.check(input)
         edges = (input._grad_edge(), value._grad_edge() if isinstance(value, Tensor) else (None, 0))
         written = cast(data, data.dtype)
-        _write(written, items, advanced, value)
+        positions = _positions_on(data, items)
+        _write(written, items, advanced, value, positions)
         vshape = value._data.shape if isinstance(value, Tensor) else ()
-        node = inplace.CopySlices(edges, (_positions(data.shape, items), vshape))
+        node = inplace.CopySlices(edges, (positions, vshape))
         inplace.commit(input, Tensor._wrap(written, node))
         return
     _write(data, items, advanced, value)
     input._version[0] += 1
 
 
-def _write(data, items, advanced, value):
-    """Store ``value`` (a Tensor or number) at ``data[items]``."""
+def _write(data, items, advanced, value, positions=None):
+    """Store ``value`` (a Tensor or number, on ``data``'s device) at ``data[items]``."""
     if advanced:
-        positions = _positions(data.shape, items)
-        vals = value._data if isinstance(value, Tensor) else np.asarray(value, data.dtype)
+        if positions is None:
+            positions = _positions_on(data, items)
+        if isinstance(value, Tensor):
+            vals = value._data
+        elif type(data) is np.ndarray:
+            vals = np.asarray(value, data.dtype)
+        else:
+            vals = _storage.full((), value, data.dtype, data)
         try:
-            vals = np.broadcast_to(vals, positions.shape)
+            vals = (np.broadcast_to(vals, positions.shape) if type(vals) is np.ndarray
+                    else vals.broadcast_to(positions.shape))
         except ValueError:
             raise RuntimeError(
-                f"shape mismatch: value tensor of shape {list(np.shape(vals))} cannot be "
+                f"shape mismatch: value tensor of shape {list(vals.shape)} cannot be "
                 f"broadcast to indexing result of shape {list(positions.shape)}") from None
         flat_vals = cast(vals, data.dtype)
         target = contiguous(data)
-        K.put_flat(target.reshape(-1), positions.reshape(-1), flat_vals.reshape(-1), False)
+        KERNELS(target).put_flat(target.reshape(-1), positions.reshape(-1), flat_vals.reshape(-1),
+                                 False)
         if target is not data:
             copy_into(data, target)
         return
     basic = items if Ellipsis in items else items + (Ellipsis,)
-    try:
-        view = data[basic]
-    except IndexError as err:
-        raise _torch_error(err, data.shape, items) from None
+    view = _basic_view(data, basic, items)
     if not isinstance(value, Tensor):
         apply_fill(view, value)
         return
@@ -204,19 +358,24 @@ def apply_fill(array, value):
 def index_select(input, dim, index):
     """Rows of ``input`` along ``dim`` picked by the 1-D integer ``index``."""
     from jitgrad.ops._checks import normalize_dim
+    from jitgrad.ops.reduce import index_bounds
 
     d = normalize_dim(dim, input._data.ndim)
     if not isinstance(index, Tensor) or index._data.dtype.kind not in "iu":
         raise RuntimeError("index_select(): Expected dtype int32 or int64 for index")
     if index._data.ndim > 1:
         raise IndexError("index_select(): Index is supposed to be a vector")
+    if type(index._data) is not type(input._data):
+        _storage.check_same_device(input._data, index._data)
     size = input._data.shape[d] if input._data.ndim else 1
-    if index._data.size and index._data.max() >= size:
-        raise IndexError("index out of range in self")
-    if index._data.size and index._data.min() < 0:
-        raise RuntimeError(f"INDICES element is out of DATA bounds, id={index._data.min()} "
-                           f"axis_dim={size}")
-    return getitem(input, (slice(None),) * d + (index._data.reshape(-1),))
+    if index._data.size:
+        lo, hi = index_bounds(index._data)[0]  # on CUDA: a device reduction, 2 scalars read
+        if hi >= size:
+            raise IndexError("index out of range in self")
+        if lo < 0:
+            raise RuntimeError(f"INDICES element is out of DATA bounds, id={lo} axis_dim={size}")
+    items, _ = _normalize((slice(None),) * d + (index._data.reshape(-1),))
+    return _take(input, _positions_on(input._data, items, checked=True))
 
 
 def take(input, index):

@@ -8,11 +8,14 @@ the target is a view, its base gets a ``CopySlices`` node and the view is re-der
 import numpy as np
 
 from jitgrad.autograd.node import node_class
-from jitgrad.backends.cpu import index_kernels as K
+from jitgrad.backends import Family
+from jitgrad.ops import _storage
 from jitgrad.ops._views import strided_view
 from jitgrad.tensor import Tensor
 
 __all__ = ["check", "commit", "CopySlices"]
+
+KERNELS = Family("index_kernels")
 
 
 def check(target):
@@ -26,11 +29,20 @@ def check(target):
             "a view of a leaf Variable that requires grad is being used in an in-place operation.")
 
 
-def _mask_except(positions, shape, dtype):
-    """Ones of ``shape`` with zeros at the flat ``positions`` (the overwritten elements)."""
-    mask = np.ones(shape, dtype)
-    K.put_flat(mask.reshape(-1), np.ascontiguousarray(positions).reshape(-1),
-               np.zeros(positions.size, dtype), False)
+def _mask_except(positions, shape, dtype, like):
+    """Ones of ``shape`` with zeros at the flat ``positions`` (the overwritten elements).
+
+    The mask is allocated on the device of the array ``like``.
+    """
+    mask = _storage.full(shape, 1, dtype, like)
+    if type(positions) is np.ndarray:
+        positions = np.ascontiguousarray(positions)
+    else:
+        from jitgrad.ops.elementwise import contiguous
+
+        positions = contiguous(positions)
+    KERNELS(mask).put_flat(mask.reshape(-1), positions.reshape(-1),
+                           _storage.zeros((positions.size,), dtype, mask), False)
     return Tensor._wrap(mask)
 
 
@@ -39,7 +51,7 @@ def _copy_slices_backward(node, g):
     from jitgrad.ops.reduce import sum_to_shape
 
     positions, value_shape = node.saved_values()
-    grads = [g * _mask_except(positions, g._data.shape, g._data.dtype)
+    grads = [g * _mask_except(positions, g._data.shape, g._data.dtype, g._data)
              if node.next_functions[0][0] is not None else None]
     if node.next_functions[1][0] is not None:
         grads.append(sum_to_shape(_take(g, positions), value_shape))
@@ -65,10 +77,18 @@ def view_positions(base, view):
         raise RuntimeError("in-place writes through a view of a non-contiguous tensor that "
                            "requires grad are not supported; call .contiguous() first")
     item = base.itemsize
-    offset = (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // item
+    if type(base) is np.ndarray:
+        offset = (view.__array_interface__["data"][0]
+                  - base.__array_interface__["data"][0]) // item
+    else:  # CUDA views of one allocation: byte offsets into it
+        offset = (view._offset - base._offset) // item
     flat = np.arange(base.size, dtype=np.int64)
-    return strided_view(
+    positions = strided_view(
         flat[offset:], view.shape, tuple(s // item * flat.itemsize for s in view.strides))
+    # computed from shapes and strides only; CUDA positions are copied to the device
+    if type(base) is np.ndarray:
+        return positions
+    return _storage.move(positions, _storage.CUDA0).reshape(positions.shape)
 
 
 def commit(target, result):

@@ -9,9 +9,11 @@ import numpy as np
 from jitgrad import dtypes
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import RESULT, node_class, record
-from jitgrad.backends.cpu import reduce_kernels as K
+from jitgrad.backends import Family
+from jitgrad.ops import _storage
 from jitgrad.ops._checks import normalize_dim, normalize_dims
-from jitgrad.ops.elementwise import contiguous, copy_into
+from jitgrad.ops.elementwise import cast, contiguous, copy_into
+from jitgrad.size import CPU
 from jitgrad.tensor import Tensor
 
 __all__ = ["all", "amax", "amin", "any", "argmax", "argmin", "count_nonzero", "gather",
@@ -27,6 +29,9 @@ def _return_type(name):
 
 
 _MaxResult, _MinResult = _return_type("max"), _return_type("min")
+
+# the reduce kernel module for an array's device: ``KERNELS(data).sum_3d(...)``
+KERNELS = Family("reduce_kernels")
 
 
 def _view_3d(data, dims):
@@ -91,13 +96,14 @@ def _sum_like(input, dim, keepdim, is_prod, mean=False):
     keep_shape, out_shape = _out_shapes(data.shape, dims)
     view = _view_3d(data, dims)
     n = view.shape[1]
+    K = KERNELS(data)
     if data.dtype.kind == "f":
-        out = np.empty(out_shape, data.dtype)
+        out = _storage.empty(out_shape, data.dtype, data)
         # NOTE: mean of nothing is nan, as in PyTorch (0 * nan)
         scale = (1.0 / n if n else float("nan")) if mean else 1.0
         K.sum_3d(view, is_prod, scale, out.reshape(-1, view.shape[2]))
     else:
-        out = np.empty(out_shape, np.int64)
+        out = _storage.empty(out_shape, np.int64, data)
         K.sum_int_3d(view, is_prod, out.reshape(-1, view.shape[2]))
     return (out.reshape(keep_shape) if keepdim else out), keep_shape, dims, n
 
@@ -127,15 +133,17 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
 
 def _prod_backward(node, g):
     x, keep_shape, dim = node.saved_values()
+    # NOTE: under create_graph the choice of formula depends on the values: ``.item()`` reads
+    # one bool back from CUDA here, as PyTorch's prod_backward synchronises on its zero check.
     if grad_mode.is_grad_enabled() and not x.eq(0).any().item():
         # create_graph: a differentiable formula, exact away from zeros
         return (g.reshape(keep_shape) * prod(x, dim, keepdim=True) / x,)
     # NOTE: d/dx_i = product of the others, computed without dividing so zeros are exact.
     data = x._data.reshape(-1) if dim is None else x._data
     d = 0 if dim is None else normalize_dim(dim, data.ndim)
-    others = np.empty(data.shape, data.dtype)
+    others = _storage.empty(data.shape, data.dtype, data)
     if data.size:
-        K.prod_except_3d(_view_3d(data, (d,) if data.ndim else ()),
+        KERNELS(data).prod_except_3d(_view_3d(data, (d,) if data.ndim else ()),
                          others.reshape(_view_3d(data, (d,) if data.ndim else ()).shape))
     return (g.reshape(keep_shape) * Tensor._wrap(others.reshape(x._data.shape)),)
 
@@ -167,10 +175,10 @@ def _extreme(input, dims, largest, name, whole=False):
             raise IndexError(
                 f"{name}(): Expected reduction dim {d} to have non-zero size.")
     keep_shape, out_shape = _out_shapes(data.shape, dims)
-    values = np.empty(out_shape, data.dtype)
-    indices = np.empty(out_shape, np.int64)
+    values = _storage.empty(out_shape, data.dtype, data)
+    indices = _storage.empty(out_shape, np.int64, data)
     view = _view_3d(data, dims)
-    K.argextreme_3d(view, largest, values.reshape(-1, view.shape[2]),
+    KERNELS(data).argextreme_3d(view, largest, values.reshape(-1, view.shape[2]),
                     indices.reshape(-1, view.shape[2]))
     return values, indices, keep_shape
 
@@ -293,7 +301,8 @@ def any(input, dim=None, keepdim=False):
 def _empty_logical(b, dim, keepdim, value):
     dims = normalize_dims(dim, b._data.ndim)
     keep_shape, out_shape = _out_shapes(b._data.shape, dims)
-    return Tensor._wrap(np.full(keep_shape if keepdim else out_shape, value))
+    return Tensor._wrap(_storage.full(keep_shape if keepdim else out_shape, value, np.bool_,
+                                      b._data))
 
 
 def count_nonzero(input, dim=None):
@@ -407,9 +416,9 @@ def _softmax_like(input, dim, dtype, take_log, node_cls):
                                   f"implemented for '{x.dtype.scalar_name}'")
     d = normalize_dim(dim, x._data.ndim)
     data = x._data
-    out = np.empty(data.shape, data.dtype)
+    out = _storage.empty(data.shape, data.dtype, data)
     if data.size:
-        K.softmax_3d(_view_3d(data, (d,) if data.ndim else ()), take_log,
+        KERNELS(data).softmax_3d(_view_3d(data, (d,) if data.ndim else ()), take_log,
                      out.reshape(_view_3d(data, (d,) if data.ndim else ()).shape))
     return record(Tensor._wrap(out), node_cls, (x,), (out, d), check=(RESULT,))
 
@@ -496,9 +505,35 @@ def _check_index(input, dim, index):
     if index._data.ndim != input._data.ndim:
         raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
     size = input._data.shape[dim] if input._data.ndim else 1
-    if index._data.size and (index._data.min() < 0 or index._data.max() >= size):
-        bad = index._data[(index._data < 0) | (index._data >= size)].flat[0]
-        raise RuntimeError(f"index {bad} is out of bounds for dimension {dim} with size {size}")
+    if index._data.size:
+        lo, hi = index_bounds(index._data)[0]
+        if lo < 0 or hi >= size:
+            # NOTE: an error path: the index is read back (from CUDA) to name its first bad value
+            data = _storage.move(index._data, CPU)
+            bad = data[(data < 0) | (data >= size)].flat[0]
+            raise RuntimeError(
+                f"index {bad} is out of bounds for dimension {dim} with size {size}")
+
+
+def index_bounds(*indices):
+    """``[(min, max)]`` of non-empty integer arrays (all on one device), as Python ints.
+
+    On CUDA the extremes come from the reduce kernel and only those 2 scalars per array come
+    back, in one copy: validity depends on them (PyTorch CUDA synchronises on index checks too).
+    """
+    first = indices[0]
+    if type(first) is np.ndarray:
+        return [(int(a.min()), int(a.max())) for a in indices]
+    K = KERNELS(first)
+    found = _storage.empty((2 * len(indices),), np.int64, first)
+    at = _storage.empty((2 * len(indices),), np.int64, first)
+    for j, a in enumerate(indices):
+        view = contiguous(a).reshape(1, -1, 1)
+        for k in (2 * j, 2 * j + 1):
+            K.argextreme_3d(view, k % 2 == 1, found[k:k + 1].reshape(1, 1),
+                            at[k:k + 1].reshape(1, 1))
+    host = _storage.move(found, CPU).tolist()  # NOTE: the one read: 2 scalars per index
+    return [(host[2 * j], host[2 * j + 1]) for j in range(len(indices))]
 
 
 def _split_3d(shape, dim):
@@ -508,17 +543,21 @@ def _split_3d(shape, dim):
 def gather(input, dim, index):
     """``out[..., k, ...] = input[..., index[..., k, ...], ...]`` along ``dim``."""
     d = normalize_dim(dim, input._data.ndim)
+    if type(input._data) is not type(index._data):
+        _storage.check_same_device(input._data, index._data)
     _check_index(input, d, index)
     for i, (a, b) in enumerate(zip(index._data.shape, input._data.shape)):
         if i != d and a > b:
             raise RuntimeError(
                 f"Size does not match at dimension {i} expected index {list(index.shape)} to be "
                 f"no larger than self {list(input.shape)} apart from dimension {d}")
-    idx = np.ascontiguousarray(index._data, dtype=np.int64)  # one kernel signature for indices
+    idx = index._data  # int64 and contiguous: one kernel signature for indices
+    if idx.dtype != np.int64 or not idx.flags.c_contiguous:
+        idx = cast(idx, np.int64)
     # gather reads input only where index reaches in the other dims
     x = contiguous(input._data[_index_region(idx.shape, d)])
-    out = np.empty(idx.shape, x.dtype)
-    K.gather_3d(x.reshape(_split_3d(x.shape, d)), idx.reshape(_split_3d(idx.shape, d)),
+    out = _storage.empty(idx.shape, x.dtype, x)
+    KERNELS(x).gather_3d(x.reshape(_split_3d(x.shape, d)), idx.reshape(_split_3d(idx.shape, d)),
                 out.reshape(_split_3d(idx.shape, d)))
     return record(Tensor._wrap(out), GatherBackward0, (input,),
                    (Tensor._wrap(idx), d, input._data.shape))
@@ -530,12 +569,12 @@ def _index_region(index_shape, dim):
 
 def _scatter(src, dim, index, shape):
     """Zeros of ``shape`` with ``src`` added at ``index`` along ``dim`` (differentiable)."""
-    out = np.zeros(shape, src._data.dtype)
+    out = _storage.zeros(shape, src._data.dtype, src._data)
     region = out[_index_region(src._data.shape, dim)]
-    target = region if region.flags.c_contiguous else np.zeros(region.shape, out.dtype)
+    target = region if region.flags.c_contiguous else _storage.zeros(region.shape, out.dtype, out)
     if src._data.size:
         s = contiguous(src._data)
-        K.scatter_add_3d(s.reshape(_split_3d(s.shape, dim)),
+        KERNELS(s).scatter_add_3d(s.reshape(_split_3d(s.shape, dim)),
                          contiguous(index._data).reshape(_split_3d(s.shape, dim)),
                          target.reshape(_split_3d(target.shape, dim)))
         if target is not region:
