@@ -2,8 +2,14 @@
 
 Activations and losses that are pointwise formulas are ``Elementwise`` specs (generated kernels,
 differentiable backward formulas); convolution, pooling, embedding, dropout and the class losses
-run dedicated kernels from ``backends/cpu/nn_kernels.py``. Every backward is written with jitgrad
-ops or recorded nodes, so ``create_graph=True`` differentiates it again.
+run dedicated kernels from the ``nn_kernels`` family (``backends/cpu`` or ``backends/cuda``, picked
+by where the data lives). Every backward is written with jitgrad ops or recorded nodes, so
+``create_graph=True`` differentiates it again.
+
+On CUDA nothing is read back to the host: results are allocated beside the input
+(``ops._storage``), loss scales stay 1-element device arrays, and checks that would need device
+values (target / index bounds, binary_cross_entropy's input range) are skipped, as PyTorch
+leaves them to device-side asserts. Only dropout's mask copies host random numbers over.
 """
 
 import warnings
@@ -12,7 +18,8 @@ import numpy as np
 
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class, record
-from jitgrad.backends.cpu import nn_kernels as K
+from jitgrad.backends import Family
+from jitgrad.ops import _storage
 from jitgrad.ops import elementwise as ew
 from jitgrad.ops import pointwise as pw
 from jitgrad.ops import reduce as rd
@@ -20,6 +27,11 @@ from jitgrad.ops.creation import generator
 from jitgrad.ops.linalg import matmul
 from jitgrad.ops.shape import embed
 from jitgrad.tensor import Tensor
+
+_NN = Family("nn_kernels")
+_REDUCE = Family("reduce_kernels")
+_empty, _zeros, _on_cpu, _same_device = (_storage.empty, _storage.zeros, _storage.on_cpu,
+                                         _storage.check_same_device)
 
 __all__ = ["adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "conv2d", "cross_entropy", "dropout", "embedding",
@@ -90,8 +102,8 @@ ErfBackward0 = node_class("ErfBackward0", _erf_backward)
 
 def _erf(x):
     data = ew.contiguous(x._data)
-    out = np.empty(data.shape, data.dtype)
-    K.erf(data.reshape(-1), out.reshape(-1))
+    out = _empty(data.shape, data.dtype, data)
+    _NN(data).erf(data.reshape(-1), out.reshape(-1))
     return record(Tensor._wrap(out), ErfBackward0, (x,), (x,), check=(x,))
 
 
@@ -102,8 +114,8 @@ def _gelu_backward(node, g):
         pdf = (x * x * -0.5).exp() * 0.3989422804014327
         return (g * (cdf + x * pdf),)
     xd, gd = ew.contiguous(x._data), ew.contiguous(g._data)
-    out = np.empty(xd.shape, xd.dtype)
-    K.gelu_backward(gd.reshape(-1), xd.reshape(-1), out.reshape(-1))
+    out = _empty(xd.shape, xd.dtype, xd)
+    _NN(xd).gelu_backward(gd.reshape(-1), xd.reshape(-1), out.reshape(-1))
     return (Tensor._wrap(out),)
 
 
@@ -118,8 +130,8 @@ def gelu(input, approximate="none"):
         raise RuntimeError("approximate argument must be either none or tanh.")
     x = input if input._data.dtype.kind == "f" else input.float()
     data = ew.contiguous(x._data)
-    out = np.empty(data.shape, data.dtype)
-    K.gelu_forward(data.reshape(-1), out.reshape(-1))
+    out = _empty(data.shape, data.dtype, data)
+    _NN(data).gelu_forward(data.reshape(-1), out.reshape(-1))
     return record(Tensor._wrap(out), GeluBackward0, (x,), (x,), check=(x,))
 
 
@@ -184,11 +196,15 @@ def dropout(input, p=0.5, training=True, inplace=False):
     data = ew.contiguous(input._data)
     u = generator().random(data.shape, dtype=np.float32 if data.dtype == np.float32
                            else np.float64)
-    mask = np.empty(data.shape, data.dtype)
-    out = np.empty(data.shape, data.dtype)
+    if not _on_cpu(data):
+        # NOTE: the uniforms come from jitgrad's host generator (the same stream as on the CPU,
+        # so seeded runs agree); this host -> device copy is the op's only transfer.
+        u = _storage.move(u, _storage.CUDA0)
+    mask = _empty(data.shape, data.dtype, data)
+    out = _empty(data.shape, data.dtype, data)
     scale = data.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
-    K.dropout_forward(data.reshape(-1), u.reshape(-1), u.dtype.type(p), scale, out.reshape(-1),
-                      mask.reshape(-1))
+    _NN(data).dropout_forward(data.reshape(-1), u.reshape(-1), u.dtype.type(p), scale,
+                              out.reshape(-1), mask.reshape(-1))
     if inplace:
         return pw.mul_(input, Tensor._wrap(mask))
     return record(Tensor._wrap(out), NativeDropoutBackward0, (input,), (mask,))
@@ -223,23 +239,28 @@ def _conv_cols(xd, geom):
     padded = ph or pw_ or (oh - 1) * sh + (kh - 1) * dh + 1 < h or (ow - 1) * sw + \
         (kw - 1) * dw + 1 < w or (oh - 1) * sh + (kh - 1) * dh + 1 > h or \
         (ow - 1) * sw + (kw - 1) * dw + 1 > w
-    cols = (np.zeros if padded else np.empty)((n, c * kh * kw, oh * ow), xd.dtype)
-    K.im2col(xd, geom.p, oh, ow, cols)
+    cols = (_zeros if padded else _empty)((n, c * kh * kw, oh * ow), xd.dtype, xd)
+    _NN(xd).im2col(xd, geom.p, oh, ow, cols)
     return cols
 
 
 def _conv(x, w, bias, geom, cols=None):
     """conv2d of 4-D ``x`` by ``w`` (+ ``bias``), recording ConvolutionBackward0."""
+    if bias is None:
+        _same_device(x._data, w._data)
+    else:
+        _same_device(x._data, w._data, bias._data)
     xd, wd = ew.contiguous(x._data), ew.contiguous(w._data)
     if cols is None:
         cols = _conv_cols(xd, geom)
     n = xd.shape[0]
     o, g = wd.shape[0], geom.groups
     oh, ow = geom.out_hw
-    out = np.empty((n, o, oh, ow), xd.dtype)
+    out = _empty((n, o, oh, ow), xd.dtype, xd)
     has_bias = bias is not None
-    bd = ew.contiguous(bias._data).reshape(g, o // g) if has_bias else np.empty((g, 0), xd.dtype)
-    K.conv2d_forward(cols, wd.reshape(g, o // g, -1), bd, has_bias, out.reshape(n, g, o // g, -1))
+    bd = ew.contiguous(bias._data).reshape(g, o // g) if has_bias else _empty((g, 0), xd.dtype, xd)
+    _NN(xd).conv2d_forward(cols, wd.reshape(g, o // g, -1), bd, has_bias,
+                           out.reshape(n, g, o // g, -1))
     inputs = (x, w, bias) if has_bias else (x, w)
     return record(Tensor._wrap(out), ConvolutionBackward0, inputs,
                   (x, w, cols, geom, has_bias), check=(x, w))
@@ -251,10 +272,14 @@ def _conv_input_grad(grad, w, in_shape, geom):
     n, o = gd.shape[:2]
     g = geom.groups
     kh, kw = geom.p[:2]
-    buf = np.empty((in_shape[1] * kh * kw, gd.shape[2] * gd.shape[3]), gd.dtype)
-    dx = np.zeros(in_shape, gd.dtype)
-    K.conv2d_backward_input(gd.reshape(n, g, o // g, -1), wd.reshape(g, o // g, -1), geom.p,
-                            geom.out_hw[0], geom.out_hw[1], buf, dx)
+    buf_shape = (in_shape[1] * kh * kw, gd.shape[2] * gd.shape[3])
+    if _on_cpu(gd) or n == 1:
+        buf = _empty(buf_shape, gd.dtype, gd)
+    else:  # the CUDA kernel makes its own batch-sized scratch for N > 1 and reads buf's shape only
+        buf = _empty((1,), gd.dtype, gd).broadcast_to(buf_shape)
+    dx = _zeros(in_shape, gd.dtype, gd)
+    _NN(gd).conv2d_backward_input(gd.reshape(n, g, o // g, -1), wd.reshape(g, o // g, -1),
+                                  geom.p, geom.out_hw[0], geom.out_hw[1], buf, dx)
     return record(Tensor._wrap(dx), ConvolutionBackwardInput, (grad, w), (grad, w, geom),
                   check=(grad, w))
 
@@ -266,10 +291,11 @@ def _conv_weight_grad(x, grad, w_shape, geom, cols=None):
         cols = _conv_cols(xd, geom)
     n, o = gd.shape[:2]
     g = geom.groups
-    dw = np.empty(w_shape, gd.dtype)
+    dw = _empty(w_shape, gd.dtype, gd)
     dw3 = dw.reshape(g, o // g, -1)
-    K.conv2d_backward_weight(gd.reshape(n, g, o // g, -1), cols, np.empty(dw3.shape[1:], gd.dtype),
-                             dw3)
+    # the CUDA kernel sums the batch in its product and ignores the per-sample scratch
+    tmp = np.empty(dw3.shape[1:], gd.dtype) if _on_cpu(gd) else dw3[0]
+    _NN(gd).conv2d_backward_weight(gd.reshape(n, g, o // g, -1), cols, tmp, dw3)
     return record(Tensor._wrap(dw), ConvolutionBackwardWeight, (x, grad), (x, grad, w_shape, geom),
                   check=(x, grad))
 
@@ -417,9 +443,17 @@ def _maps(data):
 
 
 def _scatter_backward(node, gg):
-    idx, _ = node.saved_values()
-    g2 = gg.reshape(idx._data.shape[0], -1)
-    return (rd.gather(g2, 1, idx).reshape(node.saved[1]),)
+    # gg read at the pooling's argmax positions: the max pool's forward again, so its backward
+    # is MaxPool2DWithIndicesBackward0. The gather kernel is called directly: the indices came
+    # from the pooling kernel, and rd.gather's bounds check would read them on the host.
+    idx, out_shape = node.saved_values()
+    id3 = idx._data.reshape(*idx._data.shape, 1)
+    gd = ew.contiguous(gg._data)
+    _same_device(gd, id3)
+    out = _empty(id3.shape, gd.dtype, gd)
+    _REDUCE(gd).gather_3d(gd.reshape(id3.shape[0], -1, 1), id3, out)
+    return (record(Tensor._wrap(out.reshape(out_shape)), MaxPool2DWithIndicesBackward0, (gg,),
+                   (idx, gd.shape)),)
 
 
 MaxPool2DWithIndicesBackwardBackward0 = node_class("MaxPool2DWithIndicesBackwardBackward0",
@@ -430,8 +464,8 @@ def _index_scatter(grad, idx, in_shape):
     """Zeros of ``in_shape`` with ``grad`` added at the flat per-map positions ``idx``."""
     gd = ew.contiguous(grad._data)
     m = idx._data.shape[0]
-    dx = np.zeros(in_shape, gd.dtype)
-    K.index_scatter_add(gd.reshape(m, -1), idx._data, dx.reshape(m, -1))
+    dx = _zeros(in_shape, gd.dtype, gd)
+    _NN(gd).index_scatter_add(gd.reshape(m, -1), idx._data, dx.reshape(m, -1))
     return record(Tensor._wrap(dx), MaxPool2DWithIndicesBackwardBackward0, (grad,),
                   (idx, grad._data.shape))
 
@@ -450,9 +484,9 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     k, s, p, d, (oh, ow) = _pool_setup(input, kernel_size, stride, padding, dilation, ceil_mode,
                                        True)
     x = _maps(input._data)
-    out = np.empty((x.shape[0], oh, ow), x.dtype)
-    idx = np.empty((x.shape[0], oh, ow), np.int64)
-    K.max_pool2d_forward(x, (*k, *s, *p, *d), out, idx)
+    out = _empty((x.shape[0], oh, ow), x.dtype, x)
+    idx = _empty((x.shape[0], oh, ow), np.int64, x)
+    _NN(x).max_pool2d_forward(x, (*k, *s, *p, *d), out, idx)
     shape = input._data.shape[:-2] + (oh, ow)
     flat_idx = Tensor._wrap(idx.reshape(x.shape[0], -1))
     result = record(Tensor._wrap(out.reshape(shape)), MaxPool2DWithIndicesBackward0, (input,),
@@ -471,8 +505,8 @@ WindowMeanBackwardBackward = node_class("AvgPool2DBackwardBackward0",
 
 def _window_mean_grad(grad, windows, in_shape):
     gd = ew.contiguous(grad._data)
-    dx = np.zeros(in_shape, gd.dtype)
-    K.window_mean_backward(gd.reshape(-1, *gd.shape[-2:]), *windows, dx.reshape(
+    dx = _zeros(in_shape, gd.dtype, gd)
+    _NN(gd).window_mean_backward(gd.reshape(-1, *gd.shape[-2:]), *windows, dx.reshape(
         -1, *in_shape[-2:]))
     return record(Tensor._wrap(dx), WindowMeanBackwardBackward, (grad,), (windows, in_shape))
 
@@ -486,12 +520,30 @@ AvgPool2DBackward0 = node_class("AvgPool2DBackward0", _window_mean_backward)
 AdaptiveAvgPool2DBackward0 = node_class("AdaptiveAvgPool2DBackward0", _window_mean_backward)
 
 
+_DEVICE_WINDOWS = {}
+
+
+def _device_windows(windows):
+    """The avg pools' host window bounds as device arrays, copied once per distinct geometry."""
+    if not _on_cpu(windows[0]):
+        return windows
+    key = tuple(a.tobytes() for a in windows) + (windows[-1].shape, windows[-1].dtype.char)
+    found = _DEVICE_WINDOWS.get(key)
+    if found is None:
+        found = tuple(_storage.move(np.ascontiguousarray(a), _storage.CUDA0) for a in windows)
+        if len(_DEVICE_WINDOWS) < 256:
+            _DEVICE_WINDOWS[key] = found
+    return found
+
+
 def _window_mean(input, windows, node_cls):
     """Mean of each (hs:he, ws:we) window divided by ``div``: the avg pools' shared kernel."""
     x = _maps(input._data)
+    if not _on_cpu(x):
+        windows = _device_windows(windows)
     oh, ow = windows[-1].shape
-    out = np.empty((x.shape[0], oh, ow), x.dtype)
-    K.window_mean_forward(x, *windows, out)
+    out = _empty((x.shape[0], oh, ow), x.dtype, x)
+    _NN(x).window_mean_forward(x, *windows, out)
     return record(Tensor._wrap(out.reshape(input._data.shape[:-2] + (oh, ow))), node_cls,
                   (input,), (windows, input._data.shape))
 
@@ -609,8 +661,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
 def _embedding_rows(weight, idx, zero_pad, pad, by_freq):
     """Rows ``weight[idx]`` (zeros where idx == zero_pad); the backward skips ``pad``."""
     wd = ew.contiguous(weight._data)
-    out = np.empty((idx.size, wd.shape[1]), wd.dtype)
-    K.embedding_forward(idx.reshape(-1), wd, zero_pad, out)
+    _same_device(idx, wd)
+    out = _empty((idx.size, wd.shape[1]), wd.dtype, wd)
+    _NN(wd).embedding_forward(idx.reshape(-1), wd, zero_pad, out)
     return record(Tensor._wrap(out.reshape(idx.shape + (wd.shape[1],))), EmbeddingBackward0,
                   (weight,), (idx, pad, wd.shape[0], by_freq))
 
@@ -618,9 +671,9 @@ def _embedding_rows(weight, idx, zero_pad, pad, by_freq):
 def _embedding_grad(grad, idx, pad, n_rows, by_freq):
     gd = ew.contiguous(grad._data)
     dim = gd.shape[-1]
-    dw = np.zeros((n_rows, dim), gd.dtype)
-    counts = np.zeros(n_rows if by_freq else 0, np.int64)
-    K.embedding_backward(idx.reshape(-1), gd.reshape(-1, dim), pad, by_freq, counts, dw)
+    dw = _zeros((n_rows, dim), gd.dtype, gd)
+    counts = _zeros((n_rows if by_freq else 0,), np.int64, gd)
+    _NN(gd).embedding_backward(idx.reshape(-1), gd.reshape(-1, dim), pad, by_freq, counts, dw)
     return record(Tensor._wrap(dw), EmbeddingBackwardBackward0, (grad,), (idx, pad, by_freq))
 
 
@@ -656,14 +709,20 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
         if not -n_rows <= padding_idx < n_rows:
             raise AssertionError("Padding_idx must be within num_embeddings")
         padding_idx %= n_rows
-    idx = np.ascontiguousarray(input._data, dtype=np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= n_rows):
-        raise IndexError("index out of range in self")
+    _same_device(input._data, weight._data)
+    if _on_cpu(input._data):
+        idx = np.ascontiguousarray(input._data, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= n_rows):
+            raise IndexError("index out of range in self")
+    else:  # NOTE: no bounds check on CUDA: it would read the indices back to the host
+        idx = input._data
+        idx = ew.contiguous(idx) if idx.dtype == np.int64 else ew.cast(idx, np.int64)
     if sparse:
         raise NotImplementedError("sparse gradients are not supported by jitgrad")
     if max_norm is not None:
         with grad_mode.no_grad():
-            K.embedding_renorm(idx.reshape(-1), weight._data, float(max_norm), float(norm_type))
+            _NN(idx).embedding_renorm(idx.reshape(-1), weight._data, float(max_norm),
+                                      float(norm_type))
             weight._version[0] += 1
     return _embedding_rows(weight, idx, -1, -1 if padding_idx is None else padding_idx,
                            bool(scale_grad_by_freq))
@@ -728,7 +787,7 @@ def pad(input, pad, mode="constant", value=None):
         out_shape[d] = size
         src[d] = slice(max(-before, 0), shape[d] - max(-after, 0))
         dst[d] = slice(max(before, 0), size - max(after, 0))
-    out = np.full(out_shape, 0 if value is None else value, input._data.dtype)
+    out = _storage.full(out_shape, 0 if value is None else value, input._data.dtype, input._data)
     src, dst = tuple(src), tuple(dst)
     if out[dst].size:
         ew.copy_into(out[dst], input._data[src])
@@ -801,7 +860,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
 class _ClassTarget:
     """Class-index loss bookkeeping: (N, C, D) view of the input, (N, D) targets, weights."""
 
-    __slots__ = ("x", "target", "weight", "weight_np", "ignore", "reduction", "out_shape",
+    __slots__ = ("x", "target", "weight", "weight_data", "ignore", "reduction", "out_shape",
                  "in_shape")
 
     def __init__(self, input, target, weight, ignore_index, reduction):
@@ -811,6 +870,10 @@ class _ClassTarget:
         if target._data.dtype.kind not in "iu":
             raise RuntimeError("expected target dtype to be Long or Byte, but got "
                                f"{target.dtype.scalar_name}")
+        if weight is None:
+            _same_device(input._data, target._data)
+        else:
+            _same_device(input._data, target._data, weight._data)
         shape, tshape = input._data.shape, target._data.shape
         if nd == 1:
             if target.ndim != 0:
@@ -832,14 +895,20 @@ class _ClassTarget:
         if dx.kind != "f":
             raise RuntimeError(f'"nll_loss" not implemented for '
                                f"'{input.dtype.scalar_name}'")
-        t = np.ascontiguousarray(target._data, dtype=np.int64).reshape(n, -1)
-        bad = t[(t != ignore_index) & ((t < 0) | (t >= c))]
-        if bad.size:
-            raise IndexError(f"Target {bad[0]} is out of bounds.")
+        td = target._data
+        if _on_cpu(td):
+            t = np.ascontiguousarray(td, dtype=np.int64).reshape(n, -1)
+            bad = t[(t != ignore_index) & ((t < 0) | (t >= c))]
+            if bad.size:
+                raise IndexError(f"Target {bad[0]} is out of bounds.")
+        else:  # NOTE: no bounds check on CUDA: it would read the targets back to the host
+            t = (ew.contiguous(td) if td.dtype == np.int64 else ew.cast(td, np.int64)).reshape(
+                n, -1)
         self.x = ew.contiguous(input._data).reshape(n, c, -1)
         self.target = t
         self.weight = weight
-        self.weight_np = np.ones(c, dx) if weight is None else ew.cast(weight._data, dx)
+        self.weight_data = _storage.full((c,), 1, dx, td) if weight is None else \
+            ew.cast(weight._data, dx)
         self.ignore = int(ignore_index)
         self.reduction = _REDUCTIONS[reduction]
         self.out_shape = (n,) + rest if nd > 1 else ()
@@ -851,27 +920,50 @@ def _finish_loss(ctx, losses, result, node_cls, input, total):
     return record(Tensor._wrap(out), node_cls, (input,), (ctx, total, input))
 
 
+def _device_op(fn, *arrays):
+    """``fn`` of Tensors wrapping ``arrays`` (no graph): device arithmetic on loss scales."""
+    with grad_mode.no_grad():
+        return fn(*[Tensor._wrap(a) for a in arrays])._data
+
+
+def _weight_total(weight):
+    """The sum of a 1-D weight array as a float64 (1,) array on its device."""
+    out = _empty((1, 1), np.float64, weight)
+    _REDUCE(weight).sum_3d(weight.reshape(1, -1, 1), False, 1.0, out)
+    return out.reshape(1)
+
+
 def _grad_2d(ctx, grad, total):
-    """(grad as (N, D) or (1, 1), whether it is per-element, scale) for the backward kernels."""
+    """(grad as (N, D) or (1, 1), whether it is per-element, scale) for the backward kernels.
+
+    The mean's 1 / total_weight is a host float on the CPU; on CUDA total_weight stays on the
+    device and the gradient is divided by it there (scale 1).
+    """
     gd = ew.contiguous(grad._data)
     if ctx.reduction == 0:
         return gd.reshape(ctx.target.shape), True, 1.0
-    return gd.reshape(1, 1), False, (1.0 / float(total[0]) if ctx.reduction == 1 else 1.0)
+    if ctx.reduction == 2:
+        return gd.reshape(1, 1), False, 1.0
+    if _on_cpu(gd):
+        return gd.reshape(1, 1), False, 1.0 / float(total[0])
+    return _device_op(lambda g, t: g / t, gd, total).reshape(1, 1), False, 1.0
 
 
 def _nll(input, ctx):
-    losses = np.empty(ctx.target.shape, ctx.x.dtype)
-    result = np.empty(1, ctx.x.dtype)
-    total = np.empty(1, np.float64)
-    K.nll_forward(ctx.x, ctx.target, ctx.weight_np, ctx.ignore, ctx.reduction, losses, result,
-                  total)
+    x = ctx.x
+    losses = _empty(ctx.target.shape, x.dtype, x)
+    result = _empty((1,), x.dtype, x)
+    total = _empty((1,), np.float64, x)
+    _NN(x).nll_forward(x, ctx.target, ctx.weight_data, ctx.ignore, ctx.reduction, losses, result,
+                       total)
     return _finish_loss(ctx, losses, result, NllLossBackward0, input, total)
 
 
 def _nll_grad(grad, ctx, total):
+    _same_device(grad._data, ctx.x)
     g2, full, scale = _grad_2d(ctx, grad, total)
-    dx = np.zeros(ctx.x.shape, ctx.x.dtype)
-    K.nll_backward(g2, full, scale, ctx.target, ctx.weight_np, ctx.ignore, dx)
+    dx = _zeros(ctx.x.shape, ctx.x.dtype, ctx.x)
+    _NN(dx).nll_backward(g2, full, scale, ctx.target, ctx.weight_data, ctx.ignore, dx)
     return record(Tensor._wrap(dx.reshape(ctx.in_shape)), NllLossBackwardBackward0, (grad,),
                   (ctx,))
 
@@ -907,32 +999,60 @@ def _cross_entropy_backward(node, grad):
     if grad_mode.is_grad_enabled():
         return (_cross_entropy_grad_graph(ctx, grad, total, smoothing, input),)
     g2, full, scale = _grad_2d(ctx, grad, total)
-    dx = np.empty(ctx.x.shape, ctx.x.dtype)
-    K.cross_entropy_backward(g2, full, scale, logp, ctx.target, ctx.weight_np,
-                             float(ctx.weight_np.sum(dtype=np.float64)), ctx.ignore, smoothing, dx)
+    weight = ctx.weight_data
+    if not smoothing:
+        weight_sum = 0.0  # the kernel multiplies it by smoothing / C
+    elif ctx.weight is None:
+        weight_sum = float(weight.shape[0])
+    elif _on_cpu(weight):
+        weight_sum = float(weight.sum(dtype=np.float64))
+    else:
+        # The sum of the weights stays on the device: dx is linear in (weight, weight_sum) for
+        # a fixed gradient, so weights / W with weight_sum 1 and the gradient times W give the
+        # same dx. (All-zero weights, W = 0, make this nan where the CPU gives 0.)
+        w_total = _weight_total(weight)
+        weight = _device_op(lambda w, t: w / t, weight, w_total)
+        # (a view of a 0-d device array must not be viewed again: multiply the 0-d sum's grad)
+        g2 = _device_op(lambda g, t: g * t, ew.contiguous(grad._data), w_total).reshape(1, 1) \
+            if ctx.reduction == 2 else _device_op(lambda g, t: g * t, g2, w_total)
+        weight_sum = 1.0
+    dx = _empty(ctx.x.shape, ctx.x.dtype, ctx.x)
+    _NN(dx).cross_entropy_backward(g2, full, scale, logp, ctx.target, weight, weight_sum,
+                                   ctx.ignore, smoothing, dx)
     return (Tensor._wrap(dx.reshape(ctx.in_shape)),)
 
 
 def _cross_entropy_grad_graph(ctx, grad, total, smoothing, input):
-    """The fused backward as differentiable jitgrad ops (``create_graph=True``)."""
+    """The fused backward as differentiable jitgrad ops (``create_graph=True``).
+
+    The target bookkeeping (valid rows, their class weights, the one-hot) is built by the nn
+    kernels on the input's device.
+    """
     n, c, d = ctx.x.shape
+    dtype, like = ctx.x.dtype, ctx.x
+    kernels = _NN(like)
     x = input.reshape(n, c, d)
     p = rd.softmax(x, 1)
-    valid = (ctx.target != ctx.ignore)
-    t = np.where(valid, ctx.target, 0)
-    onehot = np.zeros((n, c, d), ctx.x.dtype)
-    onehot[np.arange(n)[:, None], t, np.arange(d)[None, :]] = 1
-    w = Tensor._wrap(ctx.weight_np)
-    wt = w[t.reshape(-1)].reshape(n, 1, d) * Tensor._wrap(valid.reshape(n, 1, d).astype(
-        ctx.x.dtype))
-    share = smoothing / c
+    flat_t = ctx.target.reshape(-1)
+    ones = _storage.full((c, 1), 1, dtype, like)
+    valid = _empty((n * d, 1), dtype, like)  # 1 where the target is not ignored, else 0
+    kernels.embedding_forward(flat_t, ones, ctx.ignore, valid)
+    wt = _empty((n * d, 1), dtype, like)  # weight[target] where not ignored, else 0
+    kernels.embedding_forward(flat_t, ctx.weight_data.reshape(c, 1), ctx.ignore, wt)
+    onehot = _zeros((n, c, d), dtype, like)
+    kernels.nll_backward(_storage.full((1, 1), -1, dtype, like), False, 1.0, ctx.target,
+                         ones.reshape(c), ctx.ignore, onehot)
+    w = Tensor._wrap(ctx.weight_data)
+    w_total = Tensor._wrap(ew.cast(_weight_total(ctx.weight_data), dtype))
     if ctx.reduction == 0:
         g = grad.reshape(n, 1, d)
+    elif ctx.reduction == 1:
+        g = grad / Tensor._wrap(ew.cast(total, dtype).reshape(()))
     else:
-        g = grad / float(total[0]) if ctx.reduction == 1 else grad
-    smooth = (wt.ne(0) | Tensor._wrap(valid.reshape(n, 1, d))).to(input.dtype) * share
-    a = wt * (1 - smoothing)
-    dx = g * ((a + smooth * float(ctx.weight_np.sum())) * p - smooth * w.reshape(1, c, 1)
+        g = grad
+    smooth = Tensor._wrap(valid.reshape(n, 1, d)) * (smoothing / c)
+    a = Tensor._wrap(wt.reshape(n, 1, d)) * (1 - smoothing)
+    dx = g * ((a + smooth * w_total) * p - smooth * w.reshape(1, c, 1)
               - a * Tensor._wrap(onehot))
     return dx.reshape(ctx.in_shape)
 
@@ -949,13 +1069,14 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if target._data.dtype.kind == "f" and target.shape == input.shape:
         return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
     ctx = _ClassTarget(input, target, weight, ignore_index, reduction)
-    logp = np.empty(ctx.x.shape, ctx.x.dtype)
-    losses = np.empty(ctx.target.shape, ctx.x.dtype)
-    result = np.empty(1, ctx.x.dtype)
-    total = np.empty(1, np.float64)
+    x = ctx.x
+    logp = _empty(x.shape, x.dtype, x)
+    losses = _empty(ctx.target.shape, x.dtype, x)
+    result = _empty((1,), x.dtype, x)
+    total = _empty((1,), np.float64, x)
     smoothing = float(label_smoothing)
-    K.cross_entropy_forward(ctx.x, ctx.target, ctx.weight_np, ctx.ignore, smoothing,
-                            ctx.reduction, logp, losses, result, total)
+    _NN(x).cross_entropy_forward(x, ctx.target, ctx.weight_data, ctx.ignore, smoothing,
+                                 ctx.reduction, logp, losses, result, total)
     out = losses.reshape(ctx.out_shape) if ctx.reduction == 0 else result.reshape(())
     return record(Tensor._wrap(out), CrossEntropyBackward, (input,),
                   (ctx, (total, logp, smoothing), input), check=(input,))
@@ -995,7 +1116,10 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
                          f"size ({input.shape}) is deprecated. Please ensure they have the same "
                          "size.")
     _no_grad_arguments("binary_cross_entropy", weight=weight)
-    if input.numel() and (rd.amin(input).item() < 0 or rd.amax(input).item() > 1):
+    # NOTE: the range check reads values on the host, so CUDA inputs skip it (as PyTorch's
+    # device-side assert would only stop the program)
+    if input.numel() and _on_cpu(input._data) and (rd.amin(input).item() < 0
+                                                   or rd.amax(input).item() > 1):
         raise RuntimeError("all elements of input should be between 0 and 1")
     loss = ew.apply(_SPECS["binary_cross_entropy"], (input, target))
     return _reduce(loss if weight is None else loss * weight, reduction)

@@ -4,6 +4,7 @@ from collections import OrderedDict, namedtuple
 
 import jitgrad
 from jitgrad.nn.parameter import Parameter
+from jitgrad.ops import _storage
 from jitgrad.tensor import Tensor
 
 __all__ = ["Module"]
@@ -278,6 +279,8 @@ class Module:
 
     # --- dtype / device -----------------------------------------------------------------------
     def _apply(self, fn):
+        """Replace each parameter's data (the Parameter object is kept, as in PyTorch), its
+        gradient and each buffer by ``fn`` of them, in this module and every submodule."""
         for module in self.children():
             module._apply(fn)
         with jitgrad.no_grad():
@@ -297,6 +300,8 @@ class Module:
         dtype = kwargs.get("dtype")
         device = kwargs.get("device")
         for a in args:
+            if isinstance(a, bool):  # non_blocking given by position
+                continue
             if isinstance(a, jitgrad.dtype):
                 dtype = a
             elif isinstance(a, Tensor):
@@ -306,6 +311,7 @@ class Module:
         if dtype is not None and not dtype.is_floating_point:
             raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got "
                             f"desired dtype={dtype}")
+        device = _storage.resolve(device)  # an unusable device fails before anything moves
 
         def convert(t):
             if device is not None:
@@ -322,8 +328,13 @@ class Module:
     def double(self):
         return self._apply(lambda t: t.double() if t.is_floating_point() else t)
 
+    def cuda(self, device=None):
+        """Move every parameter and buffer to the GPU; parameters stay the same objects."""
+        return self.to(f"cuda:{device}" if isinstance(device, int) else device or "cuda")
+
     def cpu(self):
-        return self
+        """Move every parameter and buffer to host memory; parameters stay the same objects."""
+        return self.to("cpu")
 
     # --- state dict ---------------------------------------------------------------------------
     def _save_to_state_dict(self, destination, prefix, keep_vars):
