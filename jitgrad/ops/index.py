@@ -11,8 +11,10 @@ import numpy as np
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class, record
 from jitgrad.backends import Family
+from jitgrad.backends.cuda.array import DeviceArray  # a plain class: imports no numba.cuda
 from jitgrad.ops import _storage
 from jitgrad.ops.elementwise import SPECS, apply, cast, contiguous, copy_into, scalar_value
+from jitgrad.ops.reduce import index_bounds
 from jitgrad.ops.shape import SelectBackward0, SliceBackward0, _view_of
 from jitgrad.size import CPU
 from jitgrad.tensor import Tensor
@@ -55,13 +57,16 @@ def _convert(item):
 def _normalize(index):
     items = index if isinstance(index, tuple) else (index,)
     items = tuple(_convert(i) for i in items)
-    advanced = any(isinstance(i, (np.ndarray, bool)) or _on_device(i) for i in items)
+    advanced = any(isinstance(i, _ADVANCED) for i in items)
     return items, advanced
+
+
+_ADVANCED = (np.ndarray, bool, DeviceArray)
 
 
 def _on_device(item):
     """Whether an index item is a CUDA array (a DeviceArray from a CUDA index tensor)."""
-    return hasattr(item, "dev")
+    return type(item) is DeviceArray
 
 
 def _torch_error(err, shape, items=()):
@@ -142,8 +147,6 @@ def _device_positions(shape, items, checked):
     index array replaced by its broadcast flat index ``j`` give, on the host, the basic part of
     each position and ``j``; the device adds ``sum_k stride_k * index_k.flat[j]``.
     """
-    from jitgrad.ops.reduce import index_bounds
-
     # NOTE: a CUDA bool mask is read back: the result's shape depends on its values (PyTorch
     # CUDA synchronises there too)
     items = tuple(_storage.move(i, CPU) if _on_device(i) and i.dtype.kind == "b" else i
@@ -242,14 +245,18 @@ IndexPutBackward0 = node_class("IndexPutBackward0", _put_backward)
 def _take(x, positions):
     """Elements of ``x`` at flat ``positions`` (an array of any shape), differentiable."""
     src = contiguous(x._data)
-    out = _storage.empty(positions.shape, src.dtype, src)
-    KERNELS(src).take_flat(src.reshape(-1), positions.reshape(-1), out.reshape(-1))
+    if type(src) is np.ndarray:
+        out, K = np.empty(positions.shape, src.dtype), KERNELS.cpu
+    else:
+        out, K = _storage.empty(positions.shape, src.dtype, src), KERNELS.cuda
+    K.take_flat(src.reshape(-1), positions.reshape(-1), out.reshape(-1))
     return record(Tensor._wrap(out), IndexBackward0, (x,), (positions, x._data.shape))
 
 
 def _put(g, positions, shape):
     """Zeros of ``shape`` with ``g`` added at flat ``positions``, differentiable."""
-    out = _storage.zeros(shape, g._data.dtype, g._data)
+    out = (np.zeros(shape, g._data.dtype) if type(g._data) is np.ndarray
+           else _storage.zeros(shape, g._data.dtype, g._data))
     src = contiguous(g._data)
     KERNELS(out).put_flat(out.reshape(-1), positions.reshape(-1), src.reshape(-1), True)
     return record(Tensor._wrap(out), IndexPutBackward0, (g,), (positions, shape))
@@ -262,7 +269,13 @@ def getitem(input, index):
     if advanced:
         return _take(input, _positions_on(data, items))
     basic = items if Ellipsis in items else items + (Ellipsis,)  # keeps 0-d results arrays
-    view = _basic_view(data, basic, items)
+    if type(data) is np.ndarray:
+        try:
+            view = data[basic]
+        except IndexError as err:
+            raise _torch_error(err, data.shape, items) from None
+    else:
+        view = _basic_view(data, basic, items)
     node_cls = SelectBackward0 if any(isinstance(i, int) for i in items) else SliceBackward0
     return _view_of(input, view, node_cls, (basic, data.shape))
 
@@ -358,7 +371,6 @@ def apply_fill(array, value):
 def index_select(input, dim, index):
     """Rows of ``input`` along ``dim`` picked by the 1-D integer ``index``."""
     from jitgrad.ops._checks import normalize_dim
-    from jitgrad.ops.reduce import index_bounds
 
     d = normalize_dim(dim, input._data.ndim)
     if not isinstance(index, Tensor) or index._data.dtype.kind not in "iu":

@@ -96,14 +96,16 @@ def _sum_like(input, dim, keepdim, is_prod, mean=False):
     keep_shape, out_shape = _out_shapes(data.shape, dims)
     view = _view_3d(data, dims)
     n = view.shape[1]
-    K = KERNELS(data)
+    cpu = type(data) is np.ndarray
+    K = KERNELS.cpu if cpu else KERNELS.cuda
     if data.dtype.kind == "f":
-        out = _storage.empty(out_shape, data.dtype, data)
+        out = np.empty(out_shape, data.dtype) if cpu else _storage.empty(out_shape, data.dtype,
+                                                                          data)
         # NOTE: mean of nothing is nan, as in PyTorch (0 * nan)
         scale = (1.0 / n if n else float("nan")) if mean else 1.0
         K.sum_3d(view, is_prod, scale, out.reshape(-1, view.shape[2]))
     else:
-        out = _storage.empty(out_shape, np.int64, data)
+        out = np.empty(out_shape, np.int64) if cpu else _storage.empty(out_shape, np.int64, data)
         K.sum_int_3d(view, is_prod, out.reshape(-1, view.shape[2]))
     return (out.reshape(keep_shape) if keepdim else out), keep_shape, dims, n
 
@@ -175,10 +177,14 @@ def _extreme(input, dims, largest, name, whole=False):
             raise IndexError(
                 f"{name}(): Expected reduction dim {d} to have non-zero size.")
     keep_shape, out_shape = _out_shapes(data.shape, dims)
-    values = _storage.empty(out_shape, data.dtype, data)
-    indices = _storage.empty(out_shape, np.int64, data)
+    if type(data) is np.ndarray:
+        values, indices, K = np.empty(out_shape, data.dtype), np.empty(out_shape, np.int64), \
+            KERNELS.cpu
+    else:
+        values, indices, K = (_storage.empty(out_shape, data.dtype, data),
+                              _storage.empty(out_shape, np.int64, data), KERNELS.cuda)
     view = _view_3d(data, dims)
-    KERNELS(data).argextreme_3d(view, largest, values.reshape(-1, view.shape[2]),
+    K.argextreme_3d(view, largest, values.reshape(-1, view.shape[2]),
                     indices.reshape(-1, view.shape[2]))
     return values, indices, keep_shape
 
@@ -569,7 +575,8 @@ def _index_region(index_shape, dim):
 
 def _scatter(src, dim, index, shape):
     """Zeros of ``shape`` with ``src`` added at ``index`` along ``dim`` (differentiable)."""
-    out = _storage.zeros(shape, src._data.dtype, src._data)
+    out = (np.zeros(shape, src._data.dtype) if type(src._data) is np.ndarray
+           else _storage.zeros(shape, src._data.dtype, src._data))
     region = out[_index_region(src._data.shape, dim)]
     target = region if region.flags.c_contiguous else _storage.zeros(region.shape, out.dtype, out)
     if src._data.size:
