@@ -1012,7 +1012,6 @@ def _cross_entropy_backward(node, grad):
         # same dx. (All-zero weights, W = 0, make this nan where the CPU gives 0.)
         w_total = _weight_total(weight)
         weight = _device_op(lambda w, t: w / t, weight, w_total)
-        # (a view of a 0-d device array must not be viewed again: multiply the 0-d sum's grad)
         g2 = _device_op(lambda g, t: g * t, ew.contiguous(grad._data), w_total).reshape(1, 1) \
             if ctx.reduction == 2 else _device_op(lambda g, t: g * t, g2, w_total)
         weight_sum = 1.0

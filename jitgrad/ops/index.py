@@ -129,10 +129,8 @@ def _positions_on(data, items, checked=False):
 
 
 def _upload(host):
-    """A host array (or numpy scalar) copied to CUDA, keeping 0-d shapes 0-d."""
-    # NOTE: array.to_device turns 0-d arrays into shape (1,) (np.ascontiguousarray), hence
-    # the reshape
-    return _storage.move(host, _storage.CUDA0).reshape(np.shape(host))
+    """A host array (or numpy scalar) copied to CUDA."""
+    return _storage.move(np.asarray(host), _storage.CUDA0)
 
 
 def _host_items(items):

@@ -13,27 +13,6 @@ from jitgrad.backends.cuda import runtime
 from jitgrad.nn import functional as F
 
 
-def _zero_d_ok():
-    """Whether DeviceArray handles 0-d arrays: views of views of them (``_view_of`` takes
-    ``self._owner or self``, and ``len()`` of a 0-d owner raises TypeError) and ``to_device``
-    (``np.ascontiguousarray`` turns a 0-d host array into shape (1,))."""
-    try:
-        from jitgrad.backends.cuda import array
-
-        a = array.to_device(np.zeros(()))
-        return a.shape == () and a.reshape(1).reshape(1, 1).shape == (1, 1)
-    except TypeError:
-        return False
-    except Exception:  # no CUDA: the module's tests are skipped anyway
-        return True
-
-
-# NOTE: tests that need 0-d device arrays (scalar-loss backward through broadcasting ops, 0-d
-# buffers) fail on a backends/cuda/array.py bug until it is fixed; they then run normally.
-needs_0d = pytest.mark.xfail(not _zero_d_ok(), strict=False, raises=(TypeError, AssertionError),
-                             reason="backends/cuda/array.py: 0-d DeviceArray bugs")
-
-
 def _rng(seed=0):
     return np.random.default_rng(seed)
 
@@ -100,7 +79,6 @@ def test_gelu(dtype, approximate):
     compare(lambda x: F.gelu(x, approximate=approximate), randn(2, 5, dtype=dtype))
 
 
-@needs_0d
 def test_gelu_double_backward():
     def fn(x):
         (g,) = jitgrad.autograd.grad(F.gelu(x).sum(), x, create_graph=True)
@@ -152,7 +130,6 @@ def test_conv2d_float32_unbatched():
             randn(2, 1, 2, 2, dtype=jitgrad.float32, seed=1))
 
 
-@needs_0d
 def test_conv2d_double_backward():
     def fn(x, w):
         y = F.conv2d(x, w, padding=1)
@@ -192,7 +169,6 @@ def test_adaptive_avg_pool2d(size):
     compare(lambda x: F.adaptive_avg_pool2d(x, size), randn(2, 5, 4))
 
 
-@needs_0d
 def test_pool_double_backward():
     def fn(x):
         y = F.max_pool2d(x, 2) + F.avg_pool2d(x, 2)
@@ -260,7 +236,6 @@ def test_cross_entropy(reduction, weighted, smoothing):
             randn(4, 3), t(TARGET, jitgrad.int64))
 
 
-@needs_0d
 @pytest.mark.parametrize("weighted", [False, True])
 def test_cross_entropy_double_backward(weighted):
     wt = t(WEIGHT) if weighted else None
@@ -278,7 +253,6 @@ def test_cross_entropy_spatial_float32():
             t([[0, 1], [2, 0]], jitgrad.int64))
 
 
-@needs_0d
 def test_cross_entropy_probability_targets():
     p = F.softmax(randn(4, 3, requires_grad=False, seed=5), 1)
     compare(lambda x, q: F.cross_entropy(x, q, label_smoothing=0.1), randn(4, 3), p)
@@ -286,7 +260,6 @@ def test_cross_entropy_probability_targets():
 
 # --- pointwise losses, linear, normalization, padding ------------------------------------------
 
-@needs_0d
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "binary_cross_entropy_with_logits"])
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_pointwise_losses(name, reduction):
@@ -294,7 +267,6 @@ def test_pointwise_losses(name, reduction):
     compare(lambda x, y: getattr(F, name)(x, y, reduction=reduction), randn(3, 4), target)
 
 
-@needs_0d
 def test_binary_cross_entropy():
     x = t(_rng(4).uniform(0.1, 0.9, size=(3, 4)), requires_grad=True)
     target = t(_rng(3).uniform(size=(3, 4)))
@@ -397,7 +369,6 @@ def test_module_to_moves_gradients():
     np.testing.assert_array_equal(lin.weight.grad.cpu().numpy(), g)
 
 
-@needs_0d
 def test_tiny_model_training_step_matches_cpu():
     cpu_net, cuda_net = _net(), _net().cuda()
     x = randn(2, 1, 4, 4, requires_grad=False)

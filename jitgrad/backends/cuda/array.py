@@ -110,7 +110,7 @@ class DeviceArray:
     # --- views --------------------------------------------------------------------------
     def _view_of(self, twin):
         offset = self._offset + _address(twin) - _address(self._twin)
-        return DeviceArray(twin, self._memory, offset, self._owner or self)
+        return DeviceArray(twin, self._memory, offset, self if self._owner is None else self._owner)
 
     def __getitem__(self, index):
         """Basic indexing (ints, slices, None, Ellipsis) gives a view, as in numpy."""

@@ -1,7 +1,9 @@
 """Scalar functions that generated CUDA kernels call: the names of ``cpu/scalar.py``.
 
 On the device the math comes from CUDA's own library (``math.*`` lowers to libdevice), as
-DESIGN.md says; selects are written so NaN propagates as on the CPU.
+DESIGN.md says; selects are written so NaN propagates as on the CPU. Domain edges (log(0),
+sqrt(-1), exp overflow) are spelled out: the GPU gives these values anyway, but the simulator
+runs Python's ``math``, which raises there instead.
 """
 
 import math
@@ -28,7 +30,7 @@ def minimum(a, b):
 
 @_device
 def sqrt(a):
-    return math.sqrt(a)
+    return math.sqrt(a) if a >= 0 else math.nan
 
 
 @_device
@@ -48,12 +50,14 @@ def isinf(a):
 
 @_device
 def exp(a):
-    return math.exp(a)
+    return math.exp(a) if a < 709 else (math.inf if a == a else a)
 
 
 @_device
 def log(a):
-    return math.log(a)
+    if a > 0:
+        return math.log(a)
+    return -math.inf if a == 0 else math.nan
 
 
 @_device
@@ -64,7 +68,7 @@ def tanh(a):
 @_device
 def sigmoid(a):
     # NOTE: exp(-a) overflows to inf for very negative a, giving the correct limit 0
-    return 1 / (1 + math.exp(-a))
+    return 1 / (1 + exp(-a))
 
 
 @_device
@@ -84,9 +88,11 @@ def erf(a):
 
 @_device
 def expm1(a):
-    return math.expm1(a)
+    return math.expm1(a) if a < 709 else (math.inf if a == a else a)
 
 
 @_device
 def log1p(a):
-    return math.log1p(a)
+    if a > -1:
+        return math.log1p(a)
+    return -math.inf if a == -1 else math.nan
