@@ -9,6 +9,8 @@ return placeholders and its last op runs the kernel; everything else (matmul, in
 ops, ...) runs eagerly. A call that strays from the trace reruns eagerly (twice: then that
 signature stays eager). With grad enabled, a region ending in a sum/mean computes its gradients
 in the forward kernel; under ``create_graph`` a region's backward is the eager formulas.
+Regions on CUDA tensors run the same formulas as ``@cuda.jit`` kernels (``_cuda``) without
+reading anything back to the host; a tensor's device is part of the signature.
 """
 
 import functools
@@ -29,7 +31,7 @@ _MAX_DIVERGENCES = 2  # after this many failed replays a signature stays eager
 def _signature(obj):
     if isinstance(obj, Tensor):
         d = obj._data
-        return ("T", d.shape, d.dtype.str, obj._requires_grad)
+        return ("T", d.shape, d.dtype.str, obj._requires_grad, type(d))  # type: the device
     if obj is None or type(obj) in (bool, int, float, str):
         return (type(obj), obj)
     if isinstance(obj, (tuple, list)):

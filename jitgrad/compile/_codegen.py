@@ -4,6 +4,10 @@ The forward composes the table's scalar formulas by substitution (one local per 
 recomputes those locals from the region inputs, then walks the ops in reverse, substituting each
 derivative formula (``g``, ``result``, inputs) and summing the adjoints where values meet. A region
 ending in a full sum/mean also gets ``forward_grad``: the sum and its gradients in one pass.
+
+A region on CUDA (``region.cuda``) gets the same body lines in ``@cuda.jit`` kernels: grid-stride
+loops instead of plain ones, and for a sum a block tree reduction in place of the blocked loop
+(see ``_cuda_sum_tail``).
 """
 
 import ast
@@ -48,7 +52,42 @@ def _forward_lines(region):
     return lines
 
 
+class _Target:
+    """What the CPU and CUDA kernels of a region differ in: decorators and the element loop."""
+
+    __slots__ = ("jit", "device_jit", "loop")
+
+    def __init__(self, jit, device_jit, loop):
+        self.jit, self.device_jit, self.loop = jit, device_jit, loop
+
+
+_CPU = _Target(_JIT, _JIT, "for i in range({n}):")
+_CUDA = _Target("@cuda.jit(cache=True)", '@cuda.jit(device=True, inline="always")',
+                "for i in range(cuda.grid(1), {n}, cuda.gridsize(1)):")
+_CUDA_HEADER = ["import math  # noqa: F401", "import numpy as np",
+                "from numba import cuda, float64",
+                "from jitgrad.backends.cuda.scalar import *  # noqa: F403", ""]
+
+
+def _target(region):
+    return _CUDA if getattr(region, "cuda", False) else _CPU
+
+
+def _cuda_scalar_hash():
+    """Hash of ``backends/cuda/scalar.py``: numba's cache does not track inlined functions."""
+    import hashlib
+    import os
+
+    from jitgrad.backends import cuda
+
+    with open(os.path.join(os.path.dirname(cuda.__file__), "scalar.py"), "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()[:12]
+
+
 def _header(region):
+    if _target(region) is _CUDA:
+        return [f"# jitgrad fused CUDA region; scalar functions {_cuda_scalar_hash()}",
+                *_CUDA_HEADER]
     lib = getattr(codegen, "_SCALAR_HASH", "")
     return [f"# jitgrad fused region; scalar functions {lib}", *_HEADER]
 
@@ -63,9 +102,26 @@ def _prologue(region):
     return [f"    s{j} = {np_type}(s{j}_)" for j in range(region.n_scalars)]
 
 
+def _cuda_sum_tail(element):
+    """A CUDA sum kernel's loop and reduction: each thread adds ``total += ...`` (``element``
+    lines) over its grid-stride share in float64, the block sums the threads' totals with a
+    halving tree in shared memory, and thread 0 adds the block's sum to ``acc[0]``."""
+    from jitgrad.backends.cuda import runtime
+
+    threads = runtime.THREADS
+    return [f"    part = cuda.shared.array({threads}, float64)", "    t = cuda.threadIdx.x",
+            "    total = 0.0", "    " + _CUDA.loop.format(n="a0_.size"),
+            *(f"        {s}" for s in element), "    part[t] = total", "    cuda.syncthreads()",
+            f"    step = {threads // 2}", "    while step > 0:", "        if t < step:",
+            "            part[t] += part[t + step]", "        cuda.syncthreads()",
+            "        step //= 2", "    if t == 0:", "        cuda.atomic.add(acc, 0, part[0])", ""]
+
+
 def forward_source(region):
     """``forward(*arrays, *scalars, out)`` writes the region's output (flat arrays of one size);
-    a region ending in a full sum has ``forward(*arrays, *scalars)`` return the float64 sum."""
+    a region ending in a full sum has ``forward(*arrays, *scalars)`` return the float64 sum
+    (on CUDA ``forward(*arrays, *scalars, acc)`` adds it to the float64 ``acc[0]``)."""
+    target = _target(region)
     body = _forward_lines(region)
     last = f"v{len(region.ops) - 1}"
     params = _params(region)
@@ -75,10 +131,14 @@ def forward_source(region):
                                                             range(region.n_scalars)]
         call = ("element(" + ", ".join([f"a{j}_[i]" for j in range(region.n_arrays)] +
                                        [f"s{j}" for j in range(region.n_scalars)]) + ")")
+        lines += [target.device_jit, f"def element({', '.join(args)}):",
+                  *(f"    {s}" for s in body), f"    return {last}", ""]
+        if target is _CUDA:
+            return "\n".join(lines + [_CUDA.jit, f"def forward({', '.join(params + ['acc'])}):",
+                                      *_prologue(region), *_cuda_sum_tail([f"total += {call}"])])
         # NOTE: float32 partial sums over fixed blocks (vectorized, several lanes) added into a
         # float64 total: as fast as a plain float32 loop, about as accurate as pairwise summation.
-        lines += [_JIT, f"def element({', '.join(args)}):", *(f"    {s}" for s in body),
-                  f"    return {last}", "", _JIT_SUM, f"def forward({', '.join(params)}):",
+        lines += [_JIT_SUM, f"def forward({', '.join(params)}):",
                   *_prologue(region), "    acc = 0.0", "    n = a0_.size",
                   f"    blocks = n // {_BLOCK}", "    for b in range(blocks):",
                   f"        part = {_NP_TYPE[region.dtype]}(0)",
@@ -87,8 +147,8 @@ def forward_source(region):
                   f"    for i in range(blocks * {_BLOCK}, n):", f"        acc += {call}",
                   "    return acc", ""]
     else:
-        lines += [_JIT, f"def forward({', '.join(params + ['out'])}):", *_prologue(region),
-                  "    for i in range(out.size):",
+        lines += [target.jit, f"def forward({', '.join(params + ['out'])}):", *_prologue(region),
+                  "    " + target.loop.format(n="out.size"),
                   *(f"        a{j} = a{j}_[i]" for j in range(region.n_arrays)),
                   *(f"        {s}" for s in body), f"        out[i] = {last}", ""]
     return "\n".join(lines) + "\n"
@@ -122,15 +182,23 @@ def _backward_lines(region, mask):
 
 def backward_source(region, mask):
     """``backward(*arrays, *scalars, g, *grads)``: one flat grad array per True in ``mask``;
-    ``g`` is the incoming gradient (flat array, or a number for a region ending in a sum)."""
+    ``g`` is the incoming gradient (flat array, or a number for a region ending in a sum).
+    On CUDA a sum's ``g`` is the 0-d device gradient followed by its divisor ``n_``
+    (1 for a sum, the size for a mean), so the kernel reads it without a host copy."""
+    target = _target(region)
     lines, defined = _backward_lines(region, mask)
     outs = [j for j, m in enumerate(mask) if m]
     np_type = _NP_TYPE[region.dtype]
+    g_params = ["g_"]
     g_read = [] if region.reduce else ["        g = g_[i]"]
     g_pro = [f"    g = {np_type}(g_)"] if region.reduce else []
+    if region.reduce and target is _CUDA:
+        g_params.append("n_")
+        g_pro = [f"    g = {np_type}(g_[()] / n_)"]
     src = _header(region) + [
-        _JIT, f"def backward({', '.join(_params(region) + ['g_'] + [f'ga{j}_' for j in outs])}):",
-        *_prologue(region), *g_pro, f"    for i in range(ga{outs[0]}_.size):",
+        target.jit,
+        f"def backward({', '.join(_params(region) + g_params + [f'ga{j}_' for j in outs])}):",
+        *_prologue(region), *g_pro, "    " + target.loop.format(n=f"ga{outs[0]}_.size"),
         *(f"        a{j} = a{j}_[i]" for j in range(region.n_arrays)), *g_read,
         *(f"        {s}" for s in _forward_lines(region)), *(f"        {s}" for s in lines),
         *(f"        ga{j}_[i] = {f'ga{j}' if f'ga{j}' in defined else f'{np_type}(0)'}"
@@ -141,7 +209,9 @@ def backward_source(region, mask):
 def forward_grad_source(region, mask):
     """For a region ending in a full sum/mean: ``forward_grad(*arrays, *scalars, g, *grads)``
     returns the float64 sum and writes the gradients for an incoming gradient ``g``, in one pass
-    (the loss-like case: backward then only rescales)."""
+    (the loss-like case: backward then only rescales). On CUDA the sum goes to a last argument
+    ``acc`` as in ``forward``."""
+    target = _target(region)
     lines, defined = _backward_lines(region, mask)
     outs = [j for j, m in enumerate(mask) if m]
     np_type = _NP_TYPE[region.dtype]
@@ -152,12 +222,18 @@ def forward_grad_source(region, mask):
     results = [f"v{len(region.ops) - 1}"] + [f"ga{j}" if f"ga{j}" in defined else f"{np_type}(0)"
                                               for j in outs]
     store = [f"ga{j}_[i] = r[{n + 1}]" for n, j in enumerate(outs)]
+    params = _params(region) + ["g_"] + [f"ga{j}_" for j in outs]
     src = _header(region) + [
-        _JIT, f"def element_grad({', '.join(args)}):",
+        target.device_jit, f"def element_grad({', '.join(args)}):",
         *(f"    {s}" for s in _forward_lines(region)), *(f"    {s}" for s in lines),
-        f"    return ({', '.join(results)},)", "",
+        f"    return ({', '.join(results)},)", ""]
+    if target is _CUDA:
+        return "\n".join(src + [
+            _CUDA.jit, f"def forward_grad({', '.join(params + ['acc'])}):", *_prologue(region),
+            f"    g = {np_type}(g_)", *_cuda_sum_tail([f"r = {call}", "total += r[0]", *store])])
+    src += [
         _JIT_SUM,
-        f"def forward_grad({', '.join(_params(region) + ['g_'] + [f'ga{j}_' for j in outs])}):",
+        f"def forward_grad({', '.join(params)}):",
         *_prologue(region), f"    g = {np_type}(g_)", "    acc = 0.0", "    n = a0_.size",
         f"    blocks = n // {_BLOCK}", "    for b in range(blocks):",
         f"        part = {np_type}(0)",

@@ -7,7 +7,7 @@ from jitgrad.autograd.node import node_class, record
 from jitgrad.backends.cpu import codegen
 from jitgrad.compile import _codegen
 from jitgrad.compile._trace import ORIGINAL_APPLY, Divergence, Dummy, Traced
-from jitgrad.ops import elementwise
+from jitgrad.ops import _storage, elementwise
 from jitgrad.tensor import Tensor
 
 __all__ = ["Recorder", "Plan", "Region"]
@@ -21,13 +21,14 @@ _FUSABLE = frozenset(id(s) for name, s in elementwise.SPECS.items()
 class _Entry:
     """One recorded call: ``kind`` is a spec, "sum" or "mean"; ``refs`` per argument."""
 
-    __slots__ = ("kind", "refs", "out", "out_id", "shape", "dtype", "fusable")
+    __slots__ = ("kind", "refs", "out", "out_id", "shape", "dtype", "cuda", "fusable")
 
     def __init__(self, kind, refs, out, fusable):
         self.kind, self.refs, self.out, self.fusable = kind, refs, out, fusable
         self.out_id = id(out)
         data = Tensor.__dict__["_data"].__get__(out)
         self.shape, self.dtype = data.shape, data.dtype.name
+        self.cuda = type(data) is not np.ndarray
 
 
 class Recorder:
@@ -69,7 +70,8 @@ class Recorder:
         fusable = id(spec) in _FUSABLE and d.dtype.name in _FLOATS and d.size > 0
         for a in args:
             if isinstance(a, Tensor):
-                fusable = fusable and a._data.shape == d.shape and a._data.dtype == d.dtype
+                fusable = (fusable and a._data.shape == d.shape and a._data.dtype == d.dtype
+                           and type(a._data) is type(d))
             else:
                 fusable = fusable and type(a) in (int, float)
         return self._add(spec, args, out, fusable)
@@ -101,7 +103,10 @@ class Recorder:
 
 class Region:
     """A fused chain: ``ops`` as (spec, refs) with refs ('a', array slot), ('s', scalar slot) or
-    ('v', earlier op); ``reduce`` None, "sum" or "mean" after the last op."""
+    ('v', earlier op); ``reduce`` None, "sum" or "mean" after the last op. CPU regions run
+    njit kernels on numpy arrays; ``_cuda.CudaRegion`` overrides the launches for CUDA."""
+
+    cuda = False
 
     def __init__(self, ops, reduce, shape, dtype, n_arrays, n_scalars, names):
         self.ops, self.reduce, self.shape, self.dtype = ops, reduce, shape, dtype
@@ -136,8 +141,8 @@ class Region:
         arrays = []
         for t in tensors:
             d = t._data
-            if d.shape != self.shape or d.dtype != self.np_dtype:
-                raise Divergence("region input changed shape or dtype")
+            if d.shape != self.shape or d.dtype != self.np_dtype or type(d) is not np.ndarray:
+                raise Divergence("region input changed shape, dtype or device")
             arrays.append(np.ascontiguousarray(d).reshape(-1))
         grads = None
         if self.reduce:
@@ -205,7 +210,8 @@ class Region:
                     gi = gi.expand(self.shape)
                 adjoint[ref] = gi if ref not in adjoint else adjoint[ref] + gi
         return [(adjoint.get(("a", j)) if ("a", j) in adjoint else
-                 Tensor._wrap(np.zeros(self.shape, self.np_dtype))) if m else None
+                 Tensor._wrap(_storage.zeros(self.shape, self.np_dtype, tensors[0]._data)))
+                if m else None
                 for j, m in enumerate(mask)]
 
 
@@ -307,8 +313,11 @@ class Plan:
             ops.append((entries[k].kind, tuple(refs)))
             step_actions.append(tuple(actions))
         shape = entries[ew[0]].shape
-        region = Region(ops, reduce, shape, entries[ew[0]].dtype, len(slots), n_scalars,
-                        [entries[k].kind.name for k in ew])
+        cls = Region
+        if entries[ew[0]].cuda:
+            from jitgrad.compile._cuda import CudaRegion as cls
+        region = cls(ops, reduce, shape, entries[ew[0]].dtype, len(slots), n_scalars,
+                     [entries[k].kind.name for k in ew])
         region.index = len(self.regions)
         self.regions.append(region)
         steps = [_Step(entries[k].kind, region, a, k == ks[-1]) for k, a in zip(ew, step_actions)]

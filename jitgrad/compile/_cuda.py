@@ -1,0 +1,101 @@
+"""Fused regions on CUDA: the generated kernels launched on device arrays, nothing read back.
+
+A region ending in a sum/mean adds each block's partial sum into a one-element float64
+accumulator (zeroed by a kernel first); ``finish`` writes ``acc * scale`` into the 0-d output in
+the region's dtype. The backward reads the incoming 0-d gradient on the device: it rescales the
+gradients the forward precomputed (for g == 1) with ``scale_by``, or passes it to the backward
+kernel. Imported only once a traced region lives on CUDA.
+"""
+
+import numpy as np
+from numba import cuda
+
+from jitgrad.autograd import grad_mode
+from jitgrad.autograd.node import record
+from jitgrad.backends.cuda import array, runtime
+from jitgrad.compile._fuse import Region
+from jitgrad.compile._trace import Divergence
+from jitgrad.ops import elementwise
+from jitgrad.tensor import Tensor
+
+__all__ = ["CudaRegion"]
+
+
+@cuda.jit(cache=True)
+def zero(acc):
+    if cuda.grid(1) == 0:
+        acc[0] = 0.0
+
+
+@cuda.jit(cache=True)
+def finish(acc, scale, out):
+    """``out`` (0-d, any float dtype) = ``acc[0] * scale``."""
+    if cuda.grid(1) == 0:
+        out[()] = acc[0] * scale
+
+
+@cuda.jit(cache=True)
+def scale_by(grad, g):
+    """``grad *= g`` for the 0-d ``g``, in ``grad``'s dtype."""
+    f = g[()]
+    for i in range(cuda.grid(1), grad.size, cuda.gridsize(1)):
+        grad[i] = grad[i] * f
+
+
+class CudaRegion(Region):
+    """A fused region whose tensors are ``DeviceArray``s: the same plan, CUDA kernels."""
+
+    cuda = True
+
+    def run(self, tensors, scalars):
+        arrays = []
+        for t in tensors:
+            d = t._data
+            if (d.shape != self.shape or d.dtype != self.np_dtype
+                    or type(d) is not array.DeviceArray):
+                raise Divergence("region input changed shape, dtype or device")
+            arrays.append(elementwise.contiguous(d).ravel())
+        launch = runtime.grid(self.size)
+        devs = [a.dev for a in arrays]
+        grads = None
+        if self.reduce:
+            scale = 1.0 / self.size if self.reduce == "mean" else 1.0
+            mask = tuple(t._requires_grad for t in tensors)
+            acc = runtime.cuda().device_array(1, np.float64)
+            zero[1, 1](acc)
+            if grad_mode.is_grad_enabled() and any(mask):
+                # NOTE: as on the CPU the gradients for g == 1 come out of the forward pass
+                grads = [array.empty(self.shape, self.np_dtype) for m in mask if m]
+                self.forward_grad_kernel(mask)[launch](
+                    *devs, *scalars, scale, *[o.ravel().dev for o in grads], acc)
+            else:
+                self.forward[launch](*devs, *scalars, acc)
+            out = array.empty((), self.np_dtype)
+            finish[1, 1](acc, scale, out.dev)
+        else:
+            out = array.empty(self.shape, self.np_dtype)
+            self.forward[launch](*devs, *scalars, out.ravel().dev)
+        return record(Tensor._wrap(out), self.node_cls, tensors,
+                      [tensors, arrays, scalars, grads], check=tensors)
+
+    def fast_backward(self, saved, g, mask):
+        _, arrays, scalars, grads = saved
+        launch = runtime.grid(self.size)
+        if grads is not None and len(grads) == sum(mask):
+            saved[3] = None  # handed over: a retained graph's next backward recomputes
+            for o in grads:
+                scale_by[launch](o.ravel().dev, g.dev)
+            it = iter(grads)
+            return [Tensor._wrap(next(it)) if m else None for m in mask]
+        if self.reduce:
+            g_args = (g.dev, float(self.size) if self.reduce == "mean" else 1.0)
+        else:
+            if g.shape != self.shape or g.dtype != self.np_dtype or not g.flags.c_contiguous:
+                g = elementwise.cast(g if g.shape == self.shape else g.broadcast_to(self.shape),
+                                     self.np_dtype)
+            g_args = (g.ravel().dev,)
+        outs = [array.empty(self.shape, self.np_dtype) for m in mask if m]
+        self.backward_kernel(mask)[launch](*[a.dev for a in arrays], *scalars, *g_args,
+                                           *[o.ravel().dev for o in outs])
+        it = iter(outs)
+        return [Tensor._wrap(next(it)) if m else None for m in mask]
