@@ -12,7 +12,8 @@ import os
 import sys
 import tempfile
 
-__all__ = ["cache_dir", "elementwise_source", "kernel_name", "load_module", "masks", "scalar_expr"]
+__all__ = ["CPU_TARGET", "cache_dir", "elementwise_source", "kernel_name", "load_module", "masks",
+           "scalar_expr"]
 
 _NP_TYPE = {"float32": "np.float32", "float64": "np.float64", "int64": "np.int64",
             "int32": "np.int32", "bool": "np.bool_"}
@@ -95,14 +96,33 @@ def _scalar_library_hash():
 _SCALAR_HASH = _scalar_library_hash()
 
 
-def elementwise_source(inputs, formula, dtype_names):
+def _cpu_loop(layout):
+    """Loop lines opening a CPU kernel body, and the indentation of the loop's body."""
+    if layout == "c":
+        return ["    for i in range(out.size):"], "        "
+    lines = [f"    {', '.join(f'n{d}' for d in range(MAX_DIMS))} = out.shape"]
+    pad = "    "
+    for d in range(MAX_DIMS):
+        lines.append(f"{pad}for i{d} in range(n{d}):")
+        pad += "    "
+    return lines, pad
+
+
+CPU_TARGET = ([f"# scalar functions {_SCALAR_HASH}", "import numpy as np", "from numba import njit",
+               "from jitgrad.backends.cpu.scalar import *  # noqa: F403", ""],
+              '@njit(cache=True, error_model="numpy")', _cpu_loop)
+
+
+def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
     """Source of a module with a kernel per (dtype, scalar mask, layout) of an elementwise formula.
 
     Each kernel has the contract ``k(*inputs, out)``: array inputs have ``out``'s shape (flat
-    C-contiguous for 'c', 4-D strided for 'nd'), scalar inputs are Python numbers.
+    C-contiguous for 'c', 4-D strided for 'nd'), scalar inputs are Python numbers. ``target``
+    is (module header lines, decorator, loop(layout) -> (lines, body indentation)): the CPU's
+    or CUDA's (``backends/cuda/codegen.py``).
     """
-    lines = [f"# scalar functions {_SCALAR_HASH}", "import numpy as np", "from numba import njit",
-             "from jitgrad.backends.cpu.scalar import *  # noqa: F403", ""]
+    header, decorator, loop = target
+    lines = list(header)
     params = ", ".join(f"{name}_" for name in inputs) + ", out"
     idx_nd = ", ".join(f"i{d}" for d in range(MAX_DIMS))
     for dtype_name in dtype_names:
@@ -111,17 +131,10 @@ def elementwise_source(inputs, formula, dtype_names):
         for mask in masks(len(inputs)):
             scalars = [f"    {n} = {np_type}({n}_)" for n, m in zip(inputs, mask) if m == "s"]
             for layout, index in (("c", "i"), ("nd", idx_nd)):
-                lines += ['@njit(cache=True, error_model="numpy")',
-                          f"def {kernel_name(dtype_name, mask, layout)}({params}):", *scalars]
-                if layout == "c":
-                    lines.append("    for i in range(out.size):")
-                    pad = "        "
-                else:
-                    lines.append(f"    {', '.join(f'n{d}' for d in range(MAX_DIMS))} = out.shape")
-                    pad = "    "
-                    for d in range(MAX_DIMS):
-                        lines.append(f"{pad}for i{d} in range(n{d}):")
-                        pad += "    "
+                lines += [decorator, f"def {kernel_name(dtype_name, mask, layout)}({params}):",
+                          *scalars]
+                loop_lines, pad = loop(layout)
+                lines += loop_lines
                 lines += [f"{pad}{n} = {n}_[{index}]" for n, m in zip(inputs, mask) if m == "a"]
                 lines += [f"{pad}out[{index}] = {expr}", ""]
     return "\n".join(lines) + "\n"
