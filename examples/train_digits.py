@@ -87,13 +87,14 @@ def progress(iterable, total, desc, enabled=True):
     return _TextBar(iterable, total, desc)
 
 
-def train(epochs=8, batch_size=32, lr=3e-3, seed=0, show_progress=True):
+def train(epochs=8, batch_size=32, lr=3e-3, seed=0, show_progress=True, device="cpu"):
     """Train the CNN; returns (model, history) with per-epoch loss and test accuracy."""
     jitgrad.manual_seed(seed)
     x_train, y_train, x_test, y_test = load_digits_split(seed)
+    x_test, y_test = x_test.to(device), y_test.to(device)
     loader = DataLoader(TensorDataset(x_train, y_train), batch_size=batch_size, shuffle=True,
                         generator=np.random.default_rng(seed))
-    model = make_model()
+    model = make_model().to(device)
     optimizer = optim.Adam(model.parameters(), lr=lr)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     criterion = nn.CrossEntropyLoss()
@@ -103,6 +104,7 @@ def train(epochs=8, batch_size=32, lr=3e-3, seed=0, show_progress=True):
         total, count = 0.0, 0
         bar = progress(loader, len(loader), f"epoch {epoch}/{epochs}", show_progress)
         for xb, yb in bar:
+            xb, yb = xb.to(device), yb.to(device)
             optimizer.zero_grad()
             loss = criterion(model(xb), yb)
             loss.backward()
@@ -145,10 +147,12 @@ def main(argv=None):
     parser.add_argument("--out", default=".", help="directory for the model and the plot")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--device", default="cpu", help='"cuda" trains on the GPU')
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    model, history, (x_test, y_test) = train(args.epochs, show_progress=not args.no_progress)
+    model, history, (x_test, y_test) = train(args.epochs, show_progress=not args.no_progress,
+                                             device=args.device)
     elapsed = time.perf_counter() - start
     acc = history["test_accuracy"][-1]
     print(f"final test accuracy {acc:.4f} after {elapsed:.1f} s")
@@ -156,7 +160,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "digits_cnn.jg")
     save(model.state_dict(), path)
-    restored = make_model()
+    restored = make_model().to(args.device)
     restored.load_state_dict(load(path))
     reloaded_acc = accuracy(restored, x_test, y_test)
     print(f"reloaded model test accuracy {reloaded_acc:.4f}")

@@ -10,6 +10,8 @@ import warnings
 import numpy as np
 
 from jitgrad.autograd.backward import grad as _grad
+from jitgrad.ops import _storage
+from jitgrad.size import CPU
 
 __all__ = ["GradcheckError", "gradcheck", "gradgradcheck"]
 
@@ -68,7 +70,23 @@ def _check_inputs(inputs):
 
 def _host(out):
     """float64 host copies of the floating-point outputs of one evaluation."""
-    return [np.array(o._data, dtype=np.float64, copy=True) for o in _float_outputs(out)]
+    return [np.array(_storage.move(o._data, CPU), dtype=np.float64, copy=True)
+            for o in _float_outputs(out)]
+
+
+def _beside(host, data):
+    """The host array ``host`` on the device of ``data`` (CUDA inputs are checked on CUDA)."""
+    return _storage.move(host, _storage.device_of(data))
+
+
+def _set(data, idx, value):
+    """Write one element in place, on whichever device ``data`` lives."""
+    if _storage.on_cpu(data):
+        data[idx] = value
+    else:
+        from jitgrad.ops.elementwise import fill
+
+        fill(data[idx], value)
 
 
 def _numerical_jacobian(func, inputs, diff_idx, eps):
@@ -82,12 +100,12 @@ def _numerical_jacobian(func, inputs, diff_idx, eps):
         data = inputs[i]._data
         cols = [np.zeros((data.size, o.size)) for o in base]
         for k, idx in enumerate(np.ndindex(*data.shape)):
-            orig = data[idx].item()
-            data[idx] = orig - eps
+            orig = _storage.move(data[idx + (...,)], CPU).item()  # Ellipsis: a 0-d array
+            _set(data, idx, orig - eps)
             lo = _host(func(*inputs))
-            data[idx] = orig + eps
+            _set(data, idx, orig + eps)
             hi = _host(func(*inputs))
-            data[idx] = orig
+            _set(data, idx, orig)
             for col, a, b in zip(cols, lo, hi):
                 col[k] = ((b - a) / (2 * eps)).reshape(-1)
         jacobians.append(cols)
@@ -103,7 +121,8 @@ def _analytical_jacobian(outputs, inputs, diff_idx, check_grad_dtypes):
         for k in range(out._data.size):
             unit = np.zeros(out._data.size, out._data.dtype)
             unit[k] = 1
-            grads = _grad(out, diff_inputs, Tensor._wrap(unit.reshape(out._data.shape)),
+            grads = _grad(out, diff_inputs,
+                          Tensor._wrap(_beside(unit.reshape(out._data.shape), out._data)),
                           retain_graph=True, allow_unused=True)
             for n, (g, t) in enumerate(zip(grads, diff_inputs)):
                 if g is None:
@@ -112,7 +131,8 @@ def _analytical_jacobian(outputs, inputs, diff_idx, check_grad_dtypes):
                     raise GradcheckError("Analytical gradient has incorrect size")
                 if check_grad_dtypes and g._data.dtype != t._data.dtype:
                     raise GradcheckError("Gradient has dtype mismatch")
-                jacobians[n][j][:, k] = np.asarray(g._data, dtype=np.float64).reshape(-1)
+                jacobians[n][j][:, k] = np.asarray(_storage.move(g._data, CPU),
+                                                   dtype=np.float64).reshape(-1)
     return jacobians
 
 
@@ -128,7 +148,7 @@ def _check_undefined_grad(outputs, inputs, diff_idx):
     grads = _grad(outputs, diff_inputs, tuple(zeros_like(o) for o in outputs),
                   retain_graph=True, allow_unused=True)
     for g in grads:
-        if g is not None and np.any(g._data != 0):
+        if g is not None and np.any(_storage.move(g._data, CPU) != 0):
             raise GradcheckError(
                 "Expected backward function to handle undefined output grads: zero grad_outputs "
                 "gave a nonzero gradient.")
@@ -226,10 +246,10 @@ def _random_grad_output(o, non_contiguous):
     values = generator().uniform(-1.0, 1.0, o._data.shape)
     if non_contiguous:
         holder = np.zeros(o._data.shape + (2,), dtype)
-        data = holder[..., 0]
-        data[...] = values
+        holder[..., 0] = values
+        data = _beside(holder, o._data)[..., 0]
     else:
-        data = values.astype(dtype)
+        data = _beside(values.astype(dtype), o._data)
     return Tensor._wrap(data).requires_grad_()
 
 

@@ -167,3 +167,16 @@ def test_cuda_array_interface_shares_memory():
     assert dev.copy_to_host().tolist() == [1.0, 2.0, 3.0, 4.0]  # no copy was made
     back = cuda.as_cuda_array(t)
     assert back.copy_to_host().tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_gradcheck_on_cuda_inputs():
+    """Finite differences in float64, perturbing the CUDA inputs in place on the device."""
+    rng = np.random.default_rng(7)
+    a = jitgrad.tensor(rng.standard_normal((2, 3)), device="cuda", requires_grad=True)
+    b = jitgrad.tensor(rng.standard_normal((3, 2)), device="cuda", requires_grad=True)
+
+    def fn(a, b):
+        return ((a @ b).tanh() * 2).softmax(1).sum(0) + (a * a).mean()
+
+    assert jitgrad.autograd.gradcheck(fn, (a, b))
+    assert jitgrad.autograd.gradgradcheck(lambda a: (a.sin() * a).sum(1), (a,))
