@@ -301,13 +301,14 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __repr__(self):
-        suffixes = [] if type(self._data) is np.ndarray else [f"device='{self.device}'"]
+        suffixes = []
         if self.grad_fn is not None:
             suffixes.append(f"grad_fn=<{self.grad_fn.name()}>")
         elif self._requires_grad:
             suffixes.append("requires_grad=True")
         return format_tensor(self._host(), self._data.dtype.name if self._data.dtype.kind != "b"
-                             else "bool", suffixes)
+                             else "bool", suffixes,
+                             device=None if type(self._data) is np.ndarray else str(self.device))
 
     __str__ = __repr__
 

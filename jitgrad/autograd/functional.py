@@ -233,19 +233,26 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
             _tuple_postprocess(result, is_outputs_tuple))
 
 
+def _unit(index, like):
+    """A tensor shaped like ``like``, on its device: 1 at the flat ``index``, 0 elsewhere."""
+    from jitgrad.ops import _storage
+
+    host = np.zeros(like.numel(), like._data.dtype)
+    host[index] = 1
+    data = _storage.move(host.reshape(like._data.shape), _storage.device_of(like._data))
+    return _tensor_cls()._wrap(data)
+
+
 def _reverse_jacobian(outputs, inputs, create_graph, strict):
     """Per output, per input: the Jacobian block, one ``autograd.grad`` per output element."""
     from jitgrad.ops.creation import zeros, zeros_like
     from jitgrad.ops.shape import stack
 
-    Tensor = _tensor_cls()
     jacobian = []
     for i, out in enumerate(outputs):
         rows = [[] for _ in inputs]
         for j in range(out.numel()):
-            unit = np.zeros(out.numel(), out._data.dtype)
-            unit[j] = 1
-            unit = Tensor._wrap(unit.reshape(out._data.shape))
+            unit = _unit(j, out)
             vj = _autograd_grad((out,), inputs, (unit,), retain_graph=True,
                                 create_graph=create_graph)
             for k, (row, g, inp) in enumerate(zip(rows, vj, inputs)):
@@ -274,8 +281,7 @@ def _forward_jacobian(func, inputs, is_inputs_tuple):
     columns = None  # columns[i][k]: list of J_ik v per element of input k
     for k, inp in enumerate(inputs):
         for e in range(inp.numel()):
-            v = tuple(zeros_like(t) for t in inputs)
-            v[k]._data.reshape(-1)[e] = 1
+            v = tuple(_unit(e, t) if i == k else zeros_like(t) for i, t in enumerate(inputs))
             _, jv = jvp(func, inputs if is_inputs_tuple else inputs[0],
                         v if is_inputs_tuple else v[0])
             jv = jv if isinstance(jv, tuple) else (jv,)

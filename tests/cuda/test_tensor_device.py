@@ -43,6 +43,9 @@ def test_printing_names_the_device():
     y = jitgrad.tensor([1.0, 2.0], device="cuda", requires_grad=True)
     assert repr(y) == "tensor([1., 2.], device='cuda:0', requires_grad=True)"
     assert repr(y * 2) == "tensor([2., 4.], device='cuda:0', grad_fn=<MulBackward0>)"
+    # PyTorch's order: device, then dtype, then the autograd suffix
+    assert repr(jitgrad.arange(2.0, dtype=jitgrad.float64, device="cuda")) == (
+        "tensor([0., 1.], device='cuda:0', dtype=jitgrad.float64)")
 
 
 def test_host_only_access_raises():
