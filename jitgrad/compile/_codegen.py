@@ -14,7 +14,7 @@ import ast
 
 from jitgrad.backends.cpu import codegen
 
-__all__ = ["forward_source", "backward_source", "forward_grad_source"]
+__all__ = ["forward_source", "backward_source", "forward_grad_source", "broadcast_pattern"]
 
 _NP_TYPE = {"float32": "np.float32", "float64": "np.float64"}
 _HEADER = ["import numpy as np", "from numba import njit",
@@ -38,6 +38,140 @@ class _Rename(ast.NodeTransformer):
 def _substitute(formula, names, dtype_name):
     tree = _Rename(names).visit(ast.parse(formula, mode="eval"))
     return codegen.scalar_expr(ast.unparse(tree), dtype_name)
+
+
+def broadcast_pattern(in_shape, shape):
+    """How a region input of shape ``in_shape`` is read at flat index ``i`` of ``shape``.
+
+    Returns (code, ints): "f" the region's own layout (``a[i]``); "1" one element (``a[0]``,
+    read once); for inputs whose non-1 dims (right-aligned) form one block of dims [p, q) of
+    the region: "r" a trailing block (``a[i % m]``, e.g. a bias row), "c" a leading block
+    (``a[i // d]``, e.g. a column), "b" one in the middle (``a[(i // d) % m]``), where
+    d = prod(shape[q:]) and m = prod(shape[p:q]) are passed to the kernel as ints; "x" any other
+    pattern, expanded to the region's shape by a copy before the kernel and read as "f".
+    """
+    size = 1
+    for n in in_shape:
+        size *= n
+    total = 1
+    for n in shape:
+        total *= n
+    if size == total:
+        return "f", ()
+    if size == 1:
+        return "1", ()
+    aligned = (1,) * (len(shape) - len(in_shape)) + tuple(in_shape)
+    kept = [k for k, (a, n) in enumerate(zip(aligned, shape)) if a == n and n != 1]
+    p, q = kept[0], kept[-1] + 1
+    if any(aligned[k] == 1 and shape[k] != 1 for k in range(p, q)):
+        return "x", ()
+    div = 1
+    for n in shape[q:]:
+        div *= n
+    if div == 1:
+        return "r", (size,)
+    if total == div * size:  # nothing broadcast before the block: i // d < m
+        return "c", (div,)
+    return "b", (div, size)
+
+
+_READ = {"f": "i", "x": "i", "r": "i % m{j}_", "c": "i // d{j}_", "b": "(i // d{j}_) % m{j}_"}
+
+
+def _patterns(region):
+    return getattr(region, "patterns", None) or ("f",) * region.n_arrays
+
+
+def _broadcasts(region):
+    return any(p not in "fx" for p in _patterns(region))
+
+
+def _chunked(region):
+    """CPU kernels of a region with "r", "c" or "b" inputs loop over chunks of ``inner_``
+    elements (the gcd of those inputs' d and m): within a chunk each such input is read at
+    ``base + c_`` ("r") or is one value read per chunk ("c", "b"), so the inner loop has no
+    integer division and vectorizes like the full-size case."""
+    return _target(region) is _CPU and any(code in "rcb" for code in _patterns(region))
+
+
+def _read(region, j):
+    """The expression of array input ``j``'s element for the flat index ``i``."""
+    code = _patterns(region)[j]
+    if code == "1" or (code in "cb" and _chunked(region)):
+        return f"a{j}"  # read once in the prologue, or once per chunk
+    if code in "fxr" and _chunked(region):
+        return f"a{j}_c[c_]"  # the chunk's view
+    return f"a{j}_[{_READ[code].format(j=j)}]"
+
+
+def _loop_reads(region, pad="        "):
+    return [f"{pad}a{j} = {_read(region, j)}" for j, code in enumerate(_patterns(region))
+            if _read(region, j) != f"a{j}"]
+
+
+def _views(region, pad, flat, lo, hi):
+    """Views over elements [lo, hi) of the chunk of the full-size arrays (``flat`` and inputs)
+    and of "r" inputs: indices from 0, so numba knows they are not negative, and vectorizes."""
+    lines = [f"{pad}{name}c = {name}[i0_{lo}:i0_ + {hi}]" for name in flat]
+    for j, code in enumerate(_patterns(region)):
+        if code in "fx":
+            lines.append(f"{pad}a{j}_c = a{j}_[i0_{lo}:i0_ + {hi}]")
+        elif code == "r":
+            lines.append(f"{pad}a{j}_c = a{j}_[base{j}_{lo}:base{j}_ + {hi}]")
+    return lines
+
+
+def _chunk_head(region, pad):
+    """Per chunk: its start, each "r" input's offset, each "c"/"b" input's one value."""
+    lines = [f"{pad}i0_ = o_ * inner_"]
+    for j, code in enumerate(_patterns(region)):
+        if code == "r":
+            lines.append(f"{pad}base{j}_ = i0_ % m{j}_")
+        elif code == "c":
+            lines.append(f"{pad}a{j} = a{j}_[i0_ // d{j}_]")
+        elif code == "b":
+            lines.append(f"{pad}a{j} = a{j}_[(i0_ // d{j}_) % m{j}_]")
+    return lines
+
+
+def _in_chunk(body, flat):
+    """``body`` with ``name[i]`` of the full-size arrays ``flat`` read through chunk views."""
+    out = []
+    for s in body:
+        for name in flat:
+            s = s.replace(f"{name}[i]", f"{name}c[c_]")
+        out.append(s)
+    return out
+
+
+def _element_loop(region, n, body, flat=()):
+    """The loop over the flat index ``i`` with the inputs read, then ``body`` (unindented),
+    which indexes the full-size arrays ``flat`` with ``[i]``."""
+    if _chunked(region):
+        return [f"    for o_ in range({n} // inner_):", *_chunk_head(region, " " * 8),
+                *_views(region, " " * 8, flat, "", "inner_"), "        for c_ in range(inner_):",
+                *_loop_reads(region, " " * 12),
+                *(f"            {s}" for s in _in_chunk(body, flat))]
+    return ["    " + _target(region).loop.format(n=n), *_loop_reads(region),
+            *(f"        {s}" for s in body)]
+
+
+def _chunked_sum(region, body, flat=()):
+    """A chunked CPU sum: ``body`` (unindented) adds each element into the float32 ``part``
+    of a block of at most _BLOCK elements; blocks add into the float64 ``acc``."""
+    return ["    acc = 0.0", "    for o_ in range(n_ // inner_):", *_chunk_head(region, " " * 8),
+            f"        for k_ in range(0, inner_, {_BLOCK}):",
+            f"            e_ = min(k_ + {_BLOCK}, inner_)",
+            *_views(region, " " * 12, flat, " + k_", "e_"),
+            f"            part = {_NP_TYPE[region.dtype]}(0)",
+            "            for c_ in range(e_ - k_):",
+            *(f"                {s}" for s in _in_chunk(body, flat)),
+            "            acc += part", "    return acc", ""]
+
+
+def _size(region):
+    """The element count inside a kernel: a full input's size, or the ``n_`` argument."""
+    return "n_" if _broadcasts(region) else "a0_.size"
 
 
 def _ref_name(ref):
@@ -92,17 +226,31 @@ def _header(region):
     return [f"# jitgrad fused region; scalar functions {lib}", *_HEADER]
 
 
+def index_params(region):
+    """The int parameters of a broadcasting region's kernels (values: ``Region.index_args``)."""
+    if not _broadcasts(region):
+        return []
+    params = ["n_"]
+    if any(code in "rcb" for code in _patterns(region)):
+        params.append("inner_")
+    for j, code in enumerate(_patterns(region)):
+        params += [f"d{j}_"] if code in "cb" else []
+        params += [f"m{j}_"] if code in "rb" else []
+    return params
+
+
 def _params(region):
     return ([f"a{j}_" for j in range(region.n_arrays)] +
-            [f"s{j}_" for j in range(region.n_scalars)])
+            [f"s{j}_" for j in range(region.n_scalars)] + index_params(region))
 
 
 def _prologue(region):
     np_type = _NP_TYPE[region.dtype]
-    return [f"    s{j} = {np_type}(s{j}_)" for j in range(region.n_scalars)]
+    return ([f"    s{j} = {np_type}(s{j}_)" for j in range(region.n_scalars)] +
+            [f"    a{j} = a{j}_[0]" for j, code in enumerate(_patterns(region)) if code == "1"])
 
 
-def _cuda_sum_tail(element):
+def _cuda_sum_tail(element, n="a0_.size"):
     """A CUDA sum kernel's loop and reduction: each thread adds ``total += ...`` (``element``
     lines) over its grid-stride share in float64, the block sums the threads' totals with a
     halving tree in shared memory, and thread 0 adds the block's sum to ``acc[0]``."""
@@ -110,7 +258,7 @@ def _cuda_sum_tail(element):
 
     threads = runtime.THREADS
     return [f"    part = cuda.shared.array({threads}, float64)", "    t = cuda.threadIdx.x",
-            "    total = 0.0", "    " + _CUDA.loop.format(n="a0_.size"),
+            "    total = 0.0", "    " + _CUDA.loop.format(n=n),
             *(f"        {s}" for s in element), "    part[t] = total", "    cuda.syncthreads()",
             f"    step = {threads // 2}", "    while step > 0:", "        if t < step:",
             "            part[t] += part[t + step]", "        cuda.syncthreads()",
@@ -129,17 +277,22 @@ def forward_source(region):
     if region.reduce:
         args = [f"a{j}" for j in range(region.n_arrays)] + [f"s{j}" for j in
                                                             range(region.n_scalars)]
-        call = ("element(" + ", ".join([f"a{j}_[i]" for j in range(region.n_arrays)] +
+        call = ("element(" + ", ".join([_read(region, j) for j in range(region.n_arrays)] +
                                        [f"s{j}" for j in range(region.n_scalars)]) + ")")
         lines += [target.device_jit, f"def element({', '.join(args)}):",
                   *(f"    {s}" for s in body), f"    return {last}", ""]
         if target is _CUDA:
             return "\n".join(lines + [_CUDA.jit, f"def forward({', '.join(params + ['acc'])}):",
-                                      *_prologue(region), *_cuda_sum_tail([f"total += {call}"])])
+                                      *_prologue(region),
+                                      *_cuda_sum_tail([f"total += {call}"], _size(region))])
         # NOTE: float32 partial sums over fixed blocks (vectorized, several lanes) added into a
         # float64 total: as fast as a plain float32 loop, about as accurate as pairwise summation.
+        if _chunked(region):
+            return "\n".join(lines + [_JIT_SUM, f"def forward({', '.join(params)}):",
+                                      *_prologue(region),
+                                      *_chunked_sum(region, [f"part += {call}"])]) + "\n"
         lines += [_JIT_SUM, f"def forward({', '.join(params)}):",
-                  *_prologue(region), "    acc = 0.0", "    n = a0_.size",
+                  *_prologue(region), "    acc = 0.0", f"    n = {_size(region)}",
                   f"    blocks = n // {_BLOCK}", "    for b in range(blocks):",
                   f"        part = {_NP_TYPE[region.dtype]}(0)",
                   f"        for i in range(b * {_BLOCK}, b * {_BLOCK} + {_BLOCK}):",
@@ -148,9 +301,7 @@ def forward_source(region):
                   "    return acc", ""]
     else:
         lines += [target.jit, f"def forward({', '.join(params + ['out'])}):", *_prologue(region),
-                  "    " + target.loop.format(n="out.size"),
-                  *(f"        a{j} = a{j}_[i]" for j in range(region.n_arrays)),
-                  *(f"        {s}" for s in body), f"        out[i] = {last}", ""]
+                  *_element_loop(region, "out.size", [*body, f"out[i] = {last}"], ["out"]), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -190,7 +341,7 @@ def backward_source(region, mask):
     outs = [j for j, m in enumerate(mask) if m]
     np_type = _NP_TYPE[region.dtype]
     g_params = ["g_"]
-    g_read = [] if region.reduce else ["        g = g_[i]"]
+    g_read = [] if region.reduce else ["g = g_[i]"]
     g_pro = [f"    g = {np_type}(g_)"] if region.reduce else []
     if region.reduce and target is _CUDA:
         g_params.append("n_")
@@ -198,11 +349,11 @@ def backward_source(region, mask):
     src = _header(region) + [
         target.jit,
         f"def backward({', '.join(_params(region) + g_params + [f'ga{j}_' for j in outs])}):",
-        *_prologue(region), *g_pro, "    " + target.loop.format(n=f"ga{outs[0]}_.size"),
-        *(f"        a{j} = a{j}_[i]" for j in range(region.n_arrays)), *g_read,
-        *(f"        {s}" for s in _forward_lines(region)), *(f"        {s}" for s in lines),
-        *(f"        ga{j}_[i] = {f'ga{j}' if f'ga{j}' in defined else f'{np_type}(0)'}"
-          for j in outs), ""]
+        *_prologue(region), *g_pro,
+        *_element_loop(region, f"ga{outs[0]}_.size", [
+            *g_read, *_forward_lines(region), *lines,
+            *(f"ga{j}_[i] = {f'ga{j}' if f'ga{j}' in defined else f'{np_type}(0)'}"
+              for j in outs)], [*(["g_"] if g_read else []), *(f"ga{j}_" for j in outs)]), ""]
     return "\n".join(src) + "\n"
 
 
@@ -217,7 +368,7 @@ def forward_grad_source(region, mask):
     np_type = _NP_TYPE[region.dtype]
     args = ([f"a{j}" for j in range(region.n_arrays)] +
             [f"s{j}" for j in range(region.n_scalars)] + ["g"])
-    call = ("element_grad(" + ", ".join([f"a{j}_[i]" for j in range(region.n_arrays)] +
+    call = ("element_grad(" + ", ".join([_read(region, j) for j in range(region.n_arrays)] +
                                         [f"s{j}" for j in range(region.n_scalars)] + ["g"]) + ")")
     results = [f"v{len(region.ops) - 1}"] + [f"ga{j}" if f"ga{j}" in defined else f"{np_type}(0)"
                                               for j in outs]
@@ -230,11 +381,19 @@ def forward_grad_source(region, mask):
     if target is _CUDA:
         return "\n".join(src + [
             _CUDA.jit, f"def forward_grad({', '.join(params + ['acc'])}):", *_prologue(region),
-            f"    g = {np_type}(g_)", *_cuda_sum_tail([f"r = {call}", "total += r[0]", *store])])
+            f"    g = {np_type}(g_)",
+            *_cuda_sum_tail([f"r = {call}", "total += r[0]", *store], _size(region))])
+    if _chunked(region):
+        return "\n".join(src + [
+            _JIT_SUM, f"def forward_grad({', '.join(params)}):", *_prologue(region),
+            f"    g = {np_type}(g_)",
+            *_chunked_sum(region, [f"r = {call}", "part += r[0]", *store],
+                          [f"ga{j}_" for j in outs])]) + "\n"
     src += [
         _JIT_SUM,
         f"def forward_grad({', '.join(params)}):",
-        *_prologue(region), f"    g = {np_type}(g_)", "    acc = 0.0", "    n = a0_.size",
+        *_prologue(region), f"    g = {np_type}(g_)", "    acc = 0.0",
+        f"    n = {_size(region)}",
         f"    blocks = n // {_BLOCK}", "    for b in range(blocks):",
         f"        part = {np_type}(0)",
         f"        for i in range(b * {_BLOCK}, b * {_BLOCK} + {_BLOCK}):",

@@ -13,6 +13,7 @@ from numba import cuda
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import record
 from jitgrad.backends.cuda import array, runtime
+from jitgrad.compile import _trace
 from jitgrad.compile._fuse import Region
 from jitgrad.compile._trace import Divergence
 from jitgrad.ops import elementwise
@@ -49,12 +50,15 @@ class CudaRegion(Region):
 
     def run(self, tensors, scalars):
         arrays = []
-        for t in tensors:
+        for t, shape, code in zip(tensors, self.in_shapes, self.patterns):
             d = t._data
-            if (d.shape != self.shape or d.dtype != self.np_dtype
+            if (d.shape != shape or d.dtype != self.np_dtype
                     or type(d) is not array.DeviceArray):
                 raise Divergence("region input changed shape, dtype or device")
+            if code == "x":  # a broadcast the index maps do not cover: expanded by a copy
+                d = elementwise.cast(d.broadcast_to(self.shape), self.np_dtype)
             arrays.append(elementwise.contiguous(d).ravel())
+        scalars = scalars + self.index_args
         launch = runtime.grid(self.size)
         devs = [a.dev for a in arrays]
         grads = None
@@ -83,10 +87,12 @@ class CudaRegion(Region):
         launch = runtime.grid(self.size)
         if grads is not None and len(grads) == sum(mask):
             saved[3] = None  # handed over: a retained graph's next backward recomputes
-            for o in grads:
-                scale_by[launch](o.ravel().dev, g.dev)
             it = iter(grads)
-            return [Tensor._wrap(next(it)) if m else None for m in mask]
+            outs = self._reduced([next(it) if m else None for m in mask])
+            for o in outs:
+                if o is not None:
+                    scale_by[runtime.grid(o.size)](o.ravel().dev, g.dev)
+            return [None if o is None else Tensor._wrap(o) for o in outs]
         if self.reduce:
             g_args = (g.dev, float(self.size) if self.reduce == "mean" else 1.0)
         else:
@@ -98,4 +104,9 @@ class CudaRegion(Region):
         self.backward_kernel(mask)[launch](*[a.dev for a in arrays], *scalars, *g_args,
                                            *[o.ravel().dev for o in outs])
         it = iter(outs)
-        return [Tensor._wrap(next(it)) if m else None for m in mask]
+        return [None if o is None else Tensor._wrap(o)
+                for o in self._reduced([next(it) if m else None for m in mask])]
+
+    def _sum(self, g, axes):
+        """A broadcast input's gradient summed on the device (the eager reduction kernels)."""
+        return _trace.ORIGINAL_SUM(Tensor._wrap(g), axes, True)._data

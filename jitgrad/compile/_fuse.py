@@ -1,5 +1,7 @@
 """Tracing a call into a tape, grouping the tape into fused regions, and replaying the plan."""
 
+import math
+
 import numpy as np
 
 from jitgrad.autograd import grad_mode
@@ -8,6 +10,7 @@ from jitgrad.backends.cpu import codegen
 from jitgrad.compile import _codegen
 from jitgrad.compile._trace import ORIGINAL_APPLY, Divergence, Dummy, Traced
 from jitgrad.ops import _storage, elementwise
+from jitgrad.ops.reduce import sum_to_shape
 from jitgrad.tensor import Tensor
 
 __all__ = ["Recorder", "Plan", "Region"]
@@ -21,10 +24,12 @@ _FUSABLE = frozenset(id(s) for name, s in elementwise.SPECS.items()
 class _Entry:
     """One recorded call: ``kind`` is a spec, "sum" or "mean"; ``refs`` per argument."""
 
-    __slots__ = ("kind", "refs", "out", "out_id", "shape", "dtype", "cuda", "fusable")
+    __slots__ = ("kind", "refs", "in_shapes", "out", "out_id", "shape", "dtype", "cuda",
+                 "fusable")
 
-    def __init__(self, kind, refs, out, fusable):
+    def __init__(self, kind, refs, in_shapes, out, fusable):
         self.kind, self.refs, self.out, self.fusable = kind, refs, out, fusable
+        self.in_shapes = in_shapes
         self.out_id = id(out)
         data = Tensor.__dict__["_data"].__get__(out)
         self.shape, self.dtype = data.shape, data.dtype.name
@@ -54,7 +59,9 @@ class Recorder:
         return ("s", type(a))
 
     def _add(self, kind, args, out, fusable):
-        entry = _Entry(kind, tuple(self._ref(a) for a in args), out, fusable)
+        entry = _Entry(kind, tuple(self._ref(a) for a in args),
+                       tuple(a._data.shape if isinstance(a, Tensor) else None for a in args),
+                       out, fusable)
         self.entries.append(entry)
         self.keep.append(out)
         if type(out) is Tensor:
@@ -69,9 +76,9 @@ class Recorder:
         d = out._data
         fusable = id(spec) in _FUSABLE and d.dtype.name in _FLOATS and d.size > 0
         for a in args:
-            if isinstance(a, Tensor):
-                fusable = (fusable and a._data.shape == d.shape and a._data.dtype == d.dtype
-                           and type(a._data) is type(d))
+            if isinstance(a, Tensor):  # any shape that broadcasts to the output's fuses
+                fusable = (fusable and a._data.dtype == d.dtype and type(a._data) is type(d)
+                           and a._data.size > 0)
             else:
                 fusable = fusable and type(a) in (int, float)
         return self._add(spec, args, out, fusable)
@@ -103,22 +110,46 @@ class Recorder:
 
 class Region:
     """A fused chain: ``ops`` as (spec, refs) with refs ('a', array slot), ('s', scalar slot) or
-    ('v', earlier op); ``reduce`` None, "sum" or "mean" after the last op. CPU regions run
-    njit kernels on numpy arrays; ``_cuda.CudaRegion`` overrides the launches for CUDA."""
+    ('v', earlier op); ``reduce`` None, "sum" or "mean" after the last op. Array slot ``j`` has
+    shape ``in_shapes[j]``, which broadcasts to ``shape``: the kernels read it through the
+    index map ``patterns[j]`` (see ``_codegen.broadcast_pattern``) with the ints
+    ``index_args``, and its gradient is summed back to its shape after the backward kernel.
+    CPU regions run njit kernels on numpy arrays; ``_cuda.CudaRegion`` overrides the launches
+    for CUDA."""
 
     cuda = False
 
-    def __init__(self, ops, reduce, shape, dtype, n_arrays, n_scalars, names):
+    def __init__(self, ops, reduce, shape, dtype, n_arrays, n_scalars, names, in_shapes=None):
         self.ops, self.reduce, self.shape, self.dtype = ops, reduce, shape, dtype
         self.n_arrays, self.n_scalars, self.names = n_arrays, n_scalars, names
         self.size = int(np.prod(shape))
         self.np_dtype = np.dtype(dtype)
+        self.in_shapes = tuple(in_shapes) if in_shapes is not None else (shape,) * n_arrays
+        found = [_codegen.broadcast_pattern(s, shape) for s in self.in_shapes]
+        self.patterns = tuple(code for code, _ in found)
+        self.index_args = ()  # the ints of _codegen.index_params
+        if any(code not in "fx" for code in self.patterns):
+            inner = 0  # the chunk of the CPU loops: every "r" input's m and "c"/"b" input's d
+            for code, ints in found:
+                inner = math.gcd(inner, ints[0]) if code in "rcb" else inner
+            self.index_args = ((self.size,) + ((inner,) if inner else ()) +
+                               tuple(n for _, ints in found for n in ints))
+        # per slot: the axes (of ``shape``) its gradient sums over, None when it is full-size
+        self.grad_axes = tuple(None if code == "f" else _sum_axes(s, shape)
+                               for s, code in zip(self.in_shapes, self.patterns))
         self.forward_src = _codegen.forward_source(self)
-        self.forward = codegen.load_module("fused_fwd", self.forward_src).forward
+        self._forward = None
         self._backward = {}
         self._forward_grad = {}
         self.node_cls = node_class("CompiledFunctionBackward", _node_backward)
         self.node_cls.region = self
+
+    @property
+    def forward(self):
+        """The forward kernel, imported on first use (a loss region with grads never needs it)."""
+        if self._forward is None:
+            self._forward = codegen.load_module("fused_fwd", self.forward_src).forward
+        return self._forward
 
     def describe(self):
         return " -> ".join(self.names + ([self.reduce] if self.reduce else []))
@@ -139,11 +170,14 @@ class Region:
 
     def run(self, tensors, scalars):
         arrays = []
-        for t in tensors:
+        for t, shape, code in zip(tensors, self.in_shapes, self.patterns):
             d = t._data
-            if d.shape != self.shape or d.dtype != self.np_dtype or type(d) is not np.ndarray:
+            if d.shape != shape or d.dtype != self.np_dtype or type(d) is not np.ndarray:
                 raise Divergence("region input changed shape, dtype or device")
+            if code == "x":
+                d = np.broadcast_to(d, self.shape)
             arrays.append(np.ascontiguousarray(d).reshape(-1))
+        scalars = scalars + self.index_args
         grads = None
         if self.reduce:
             scale = 1.0 / self.size if self.reduce == "mean" else 1.0
@@ -169,10 +203,12 @@ class Region:
             factor = g.item()
             it = iter(grads)
             outs = [next(it) if m else None for m in mask]
+            outs = self._reduced(outs)
             if factor != 1.0:
-                for o in grads:
-                    np.multiply(o, o.dtype.type(factor), out=o)
-            return [None if o is None else Tensor._wrap(o.reshape(self.shape)) for o in outs]
+                for o in outs:
+                    if o is not None:
+                        np.multiply(o, o.dtype.type(factor), out=o)
+            return [None if o is None else Tensor._wrap(o) for o in outs]
         if self.reduce:
             g = g.item() / self.size if self.reduce == "mean" else g.item()
         elif g.shape != self.shape or g.dtype != self.np_dtype or not g.flags.c_contiguous:
@@ -182,7 +218,23 @@ class Region:
         outs = [np.empty(self.shape, self.np_dtype) for m in mask if m]
         self.backward_kernel(mask)(*arrays, *scalars, g, *[o.reshape(-1) for o in outs])
         it = iter(outs)
-        return [Tensor._wrap(next(it)) if m else None for m in mask]
+        return [None if o is None else Tensor._wrap(o)
+                for o in self._reduced([next(it) if m else None for m in mask])]
+
+    def _reduced(self, grads):
+        """Per slot: its full-size flat gradient (or None) summed back to the slot's shape."""
+        out = []
+        for g, axes, shape in zip(grads, self.grad_axes, self.in_shapes):
+            if g is not None:
+                g = g.reshape(self.shape)
+                if axes is not None:
+                    g = self._sum(g, axes)
+                g = g.reshape(shape)
+            out.append(g)
+        return out
+
+    def _sum(self, g, axes):
+        return np.add.reduce(g, axis=axes, dtype=self.np_dtype, keepdims=True)
 
     def graph_backward(self, tensors, scalars, g, mask):
         """create_graph: the region re-evaluated with eager ops, derivatives as Tensor formulas."""
@@ -209,10 +261,23 @@ class Region:
                 if tuple(gi.shape) != self.shape:
                     gi = gi.expand(self.shape)
                 adjoint[ref] = gi if ref not in adjoint else adjoint[ref] + gi
-        return [(adjoint.get(("a", j)) if ("a", j) in adjoint else
-                 Tensor._wrap(_storage.zeros(self.shape, self.np_dtype, tensors[0]._data)))
-                if m else None
-                for j, m in enumerate(mask)]
+        grads = []
+        for j, m in enumerate(mask):
+            gj = adjoint.get(("a", j)) if m else None
+            if m and gj is None:
+                gj = Tensor._wrap(_storage.zeros(self.in_shapes[j], self.np_dtype,
+                                                 tensors[0]._data))
+            elif gj is not None and tuple(gj.shape) != self.in_shapes[j]:
+                gj = sum_to_shape(gj, self.in_shapes[j])
+            grads.append(gj)
+        return grads
+
+
+def _sum_axes(in_shape, shape):
+    """The axes of ``shape`` that a gradient sums over to reach ``in_shape`` (kept as 1s)."""
+    lead = len(shape) - len(in_shape)
+    return tuple(range(lead)) + tuple(lead + i for i, n in enumerate(in_shape)
+                                      if n == 1 and shape[lead + i] != 1)
 
 
 def _node_backward(node, grad_output):
@@ -233,6 +298,7 @@ def _group(entries, escaped):
             if ref[0] == "t":
                 consumers.setdefault(ref[1], []).append(k)
     region_of = [None] * len(entries)
+    shapes = []  # per region: the shape of its elementwise values
     n_regions = 0
     for k in range(len(entries) - 1, -1, -1):
         e = entries[k]
@@ -242,15 +308,17 @@ def _group(entries, escaped):
             p = producer.get(e.refs[0][1])
             if p is not None and entries[p].fusable and not isinstance(entries[p].kind, str):
                 region_of[k] = n_regions
+                shapes.append(entries[p].shape)
                 n_regions += 1
             continue
         users = consumers.get(e.out_id, ())
         owner = region_of[users[0]] if users else None
-        if (owner is not None and e.out_id not in escaped
+        if (owner is not None and e.out_id not in escaped and e.shape == shapes[owner]
                 and all(region_of[c] == owner for c in users)):
-            region_of[k] = owner
+            region_of[k] = owner  # (a value of another shape enters as a broadcast input)
         else:
             region_of[k] = n_regions
+            shapes.append(e.shape)
             n_regions += 1
     counts = {}
     for r in region_of:
@@ -293,11 +361,12 @@ class Plan:
         ew = ks[:-1] if reduce else ks
         local = {entries[k].out_id: i for i, k in enumerate(ew)}
         slots = {}
+        in_shapes = []
         n_scalars = 0
         ops, step_actions = [], []
         for k in ew:
             refs, actions = [], []
-            for ref in entries[k].refs:
+            for ref, in_shape in zip(entries[k].refs, entries[k].in_shapes):
                 if ref[0] == "s":
                     refs.append(("s", n_scalars))
                     actions.append(("s", n_scalars, ref[1]))
@@ -308,6 +377,8 @@ class Plan:
                 else:
                     first = ref[1] not in slots
                     j = slots.setdefault(ref[1], len(slots))
+                    if first:
+                        in_shapes.append(in_shape)
                     refs.append(("a", j))
                     actions.append(("a" if first else "A", j, None))
             ops.append((entries[k].kind, tuple(refs)))
@@ -317,7 +388,7 @@ class Plan:
         if entries[ew[0]].cuda:
             from jitgrad.compile._cuda import CudaRegion as cls
         region = cls(ops, reduce, shape, entries[ew[0]].dtype, len(slots), n_scalars,
-                     [entries[k].kind.name for k in ew])
+                     [entries[k].kind.name for k in ew], tuple(in_shapes))
         region.index = len(self.regions)
         self.regions.append(region)
         steps = [_Step(entries[k].kind, region, a, k == ks[-1]) for k, a in zip(ew, step_actions)]

@@ -335,3 +335,196 @@ def test_loss_region_gradients_scaled_retained_and_accumulated(end):
     got.backward()
     for t, w in zip((x, y), want[1]):
         np.testing.assert_allclose(t.grad.numpy(), w.numpy(), **TOL)
+
+
+# --- broadcast operands -------------------------------------------------------------------------
+
+# each step maps (value, x, b) to a new value with b broadcast against x's shape
+_BSTEPS = {
+    "add_b": lambda v, x, b: v + b, "mul_b": lambda v, x, b: v * b,
+    "b_sub": lambda v, x, b: b - v, "div_b": lambda v, x, b: v / (b * b + 1),
+    "tanh_b": lambda v, x, b: (v * b).tanh(), "pow_b": lambda v, x, b: (v.sigmoid() + b * b) ** 2,
+}
+_BSHAPES = [(5,), (3, 1), (1, 5), (), (1,), (1, 1), (3, 5), (2, 1, 5), (2, 3, 1)]
+
+
+def _bprogram(steps, end):
+    def fn(x, y, b):
+        v = x
+        for s in steps:
+            v = _BSTEPS[s](v, x, b) if s in _BSTEPS else _STEPS[s](v, x, y)
+        return v.sum() if end == "sum" else v.mean() if end == "mean" else v
+    return fn
+
+
+def _binputs(bshape, shape=(3, 5), dtype=np.float32, b_grad=True, seed=0):
+    x, y = _inputs(shape, dtype, seed)
+    rng = np.random.default_rng(seed + 1)
+    b = jitgrad.tensor(rng.uniform(-1, 1, bshape).astype(dtype), requires_grad=b_grad)
+    return [x, y, b]
+
+
+def _check_same_bcast(fn, cfn, inputs, calls=2):
+    """Values and gradients of fn against cfn; the output may be larger than the inputs."""
+    want_out = fn(*inputs)
+    shape = tuple(want_out.shape)
+    dtype = inputs[0].detach().numpy().dtype
+    weight = jitgrad.tensor(np.linspace(-1, 1, max(1, int(np.prod(shape)))).reshape(shape)
+                            .astype(dtype))
+    want, want_grads = _run(fn, inputs, weight)
+    for _ in range(calls):
+        got, grads = _run(cfn, inputs, weight)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, **TOL)
+        for g, w in zip(grads, want_grads):
+            if w is None:
+                assert g is None
+            else:
+                assert g.shape == w.shape
+                np.testing.assert_allclose(g, w, **TOL)
+    assert not cfn.divergences
+
+
+def _regions(cfn):
+    return [r for p in cfn.plans.values() if p is not None for r in p.regions]
+
+
+@settings(max_examples=15, deadline=None)
+@given(steps=st.lists(st.sampled_from(sorted(_STEPS) + sorted(_BSTEPS)), min_size=2, max_size=5),
+       end=st.sampled_from(["sum", "mean", "none"]), bshape=st.sampled_from(_BSHAPES),
+       b_grad=st.booleans())
+def test_random_programs_with_broadcast_operands_match_eager(steps, end, bshape, b_grad):
+    fn = _bprogram(steps, end)
+    cfn = compile(fn)
+    _check_same_bcast(fn, cfn, _binputs(bshape, b_grad=b_grad))
+
+
+@pytest.mark.parametrize("end", ["sum", "mean", "none"])
+@pytest.mark.parametrize("bshape,pattern", [
+    ((5,), "r"), ((1, 5), "r"), ((4, 1), "c"), ((), "1"), ((1,), "1"), ((1, 1), "1")])
+def test_bias_rows_columns_and_single_elements_fuse(bshape, pattern, end):
+    def fn(x, w, b):
+        v = ((x * w + b).tanh() * x).sigmoid()
+        return v.sum() if end == "sum" else v.mean() if end == "mean" else v
+
+    cfn = compile(fn)
+    inputs = _binputs(bshape, shape=(4, 5))
+    _check_same_bcast(fn, cfn, inputs)
+    (region,) = _regions(cfn)
+    assert region.describe().startswith("mul -> add -> tanh -> mul -> sigmoid")
+    assert region.patterns == ("f", "f", pattern) and region.in_shapes[2] == bshape
+
+
+def test_several_broadcast_inputs_and_a_larger_output():
+    def fn(col, row, s, x):  # every op has x's shape (4, 3, 5)
+        return (((x * col + row) * s).exp() * col - row).relu().mean()
+
+    rng = np.random.default_rng(5)
+    shapes = [(3, 1), (5,), (), (4, 3, 5)]
+    inputs = [jitgrad.tensor(rng.uniform(-1, 1, s).astype(np.float32), requires_grad=True)
+              for s in shapes]
+    cfn = compile(fn)
+    _check_same_bcast(fn, cfn, inputs)
+    (region,) = _regions(cfn)
+    assert region.patterns == ("f", "b", "r", "1")
+    no_full = compile(lambda col, row: ((col * row + 1).tanh() * col).sum())  # no full input
+    _check_same_bcast(lambda col, row: ((col * row + 1).tanh() * col).sum(), no_full,
+                      inputs[:2])
+    assert _regions(no_full)[0].patterns == ("c", "r")
+
+
+def test_other_broadcast_patterns_are_expanded_by_a_copy():
+    fn = lambda x, b: ((x * b + 1).tanh() * x).sum()  # noqa: E731
+    cfn = compile(fn)
+    _check_same_bcast(fn, cfn, _binputs((2, 1, 5), shape=(2, 3, 5))[::2])
+    _check_same_bcast(fn, cfn, _binputs((1, 3, 1), shape=(2, 3, 5))[::2])
+    patterns = sorted(r.patterns for r in _regions(cfn))
+    assert patterns == [("f", "b"), ("f", "x")]
+
+
+def test_requires_grad_on_broadcast_inputs_only():
+    fn = lambda x, w, b: ((x * w + b).tanh() * w).sum()  # noqa: E731
+    x, w, b = _binputs((5,), shape=(4, 5))
+    for grads in [(False, False, True), (True, False, False), (False, True, True)]:
+        for t, g in zip((x, w, b), grads):
+            t.requires_grad_(g)
+        _check_same_bcast(fn, compile(fn), [x, w, b])
+
+
+def test_chunked_loops_longer_than_a_summation_block():
+    """Rows of 5000 elements (the CPU kernels loop per row chunk, in blocks of 2048)."""
+    for bshape in [(5000,), (3, 1), (1,)]:
+        fn = lambda x, w, b: ((x * w + b).tanh() * x).sigmoid().sum()  # noqa: E731
+        _check_same_bcast(fn, compile(fn), _binputs(bshape, shape=(3, 5000)))
+        fn = lambda x, w, b: (x * w + b).tanh() * x  # noqa: E731
+        _check_same_bcast(fn, compile(fn), _binputs(bshape, shape=(3, 5000)))
+
+
+def test_one_kernel_source_serves_every_shape_of_a_pattern():
+    fn = lambda x, w, b: ((x * w + b).tanh() * x).sum()  # noqa: E731
+    cfn = compile(fn)
+    for shape in [(4, 5), (6, 7), (2, 3, 9)]:
+        _check_same_bcast(fn, cfn, _binputs(shape[-1:], shape=shape))
+    regions = _regions(cfn)
+    assert len(regions) == 3 and len({r.forward_src for r in regions}) == 1
+    assert len({r.index_args for r in regions}) == 3
+    col = compile(fn)
+    _check_same_bcast(fn, col, _binputs((4, 1), shape=(4, 5)))
+    assert _regions(col)[0].forward_src != regions[0].forward_src  # the pattern is in the key
+
+
+def test_float64_broadcast_and_smaller_values_enter_as_inputs():
+    def fn(x, b):
+        c = (b * 2).tanh() + 1  # a (5,) region of its own
+        return ((x * c - b).exp() * 0.5).sum()  # c and b broadcast into a (3, 5) region
+
+    cfn = compile(fn)
+    inputs = _binputs((5,), shape=(3, 5), dtype=np.float64)[::2]
+    _check_same_bcast(fn, cfn, inputs)
+    assert sorted(r.shape for r in _regions(cfn)) == [(3, 5), (5,)]
+    assert compile(fn)(*inputs).dtype == jitgrad.float64
+
+
+def test_broadcast_retain_graph_and_accumulation():
+    fn = lambda x, w, b: (x * w + b).sigmoid() * b  # noqa: E731
+    cfn = compile(fn)
+    x, w, b = _binputs((4, 1), shape=(4, 5))
+    want = []
+    for f in (fn, cfn, cfn, cfn):
+        x.grad = w.grad = b.grad = None
+        loss = (f(x, w, b) ** 2).sum()
+        loss.backward(retain_graph=True)
+        loss.backward()
+        got = [t.grad.numpy().copy() for t in (x, w, b)]
+        want = want or got
+        for g, v in zip(got, want):
+            np.testing.assert_allclose(g, v, **TOL)
+    loss_fn = compile(lambda x, w, b: ((x * w + b).tanh()).mean())
+    x.grad = w.grad = b.grad = None
+    for _ in range(3):  # trace + 2 replays into the same .grad
+        loss_fn(x, w, b).backward()
+    once = [jitgrad.autograd.grad(((x * w + b).tanh()).mean(), (x, w, b))]
+    for t, g in zip((x, w, b), once[0]):
+        assert t.grad.shape == g.shape
+        np.testing.assert_allclose(t.grad.numpy(), 3 * g.numpy(), **TOL)
+
+
+@pytest.mark.parametrize("end", ["sum", "none"])
+def test_broadcast_create_graph_falls_back_to_eager_formulas(end):
+    def fn(x, b):
+        v = ((x * b).tanh() * x + b).sigmoid()
+        return v.sum() if end == "sum" else (v * v).sum() * 0.5
+
+    x, b = _binputs((5,), shape=(3, 5), dtype=np.float64)[::2]
+    cfn = compile(fn) if end == "sum" else compile(lambda x, b: ((x * b).tanh() * x + b).sigmoid())
+    f_c = cfn if end == "sum" else (lambda x, b: (cfn(x, b) ** 2).sum() * 0.5)
+    results = []
+    for f in (fn, f_c, f_c):
+        x.grad = b.grad = None
+        (gb,) = jitgrad.autograd.grad(f(x, b), b, create_graph=True)
+        assert gb.shape == b.shape
+        (gb * gb).sum().backward()
+        results.append((gb.detach().numpy(), x.grad.numpy().copy(), b.grad.numpy().copy()))
+    for got in results[1:]:
+        for a, w in zip(got, results[0]):
+            np.testing.assert_allclose(a, w, **TOL)
