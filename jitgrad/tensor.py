@@ -300,6 +300,25 @@ class Tensor:
 
     __hash__ = object.__hash__
 
+    def __deepcopy__(self, memo):
+        """A leaf with copied data (on the same device) and a copied ``.grad``, as in PyTorch."""
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
+                "protocol at the moment.  If you were attempting to deepcopy a module, this may "
+                "be because of a torch.nn.utils.weight_norm usage, see "
+                "https://github.com/pytorch/pytorch/pull/103001")
+        if id(self) not in memo:
+            result = self._copy_with(_elementwise.cast(self._data, self._data.dtype))
+            memo[id(self)] = result
+            if self.grad is not None:
+                result.grad = self.grad.__deepcopy__(memo)
+        return memo[id(self)]
+
+    def _copy_with(self, data):
+        """A leaf like this one around ``data`` (Parameter keeps its class)."""
+        return Tensor._wrap(data).requires_grad_(self._requires_grad)
+
     def __repr__(self):
         suffixes = []
         if self.grad_fn is not None:

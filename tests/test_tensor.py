@@ -81,3 +81,18 @@ def test_cuda_queries_report_no_device():
         jitgrad.zeros(2, device="cuda")
     with pytest.raises(RuntimeError, match=hint):
         jitgrad.ones(2).cuda()
+
+
+def test_deepcopy_copies_leaves_and_refuses_graph_outputs():
+    import copy
+
+    x = jitgrad.ones(2, requires_grad=True)
+    x.grad = jitgrad.tensor([1.0, 2.0])
+    y = copy.deepcopy(x)
+    assert y is not x and y.requires_grad and y.is_leaf and y.grad.tolist() == [1.0, 2.0]
+    y.data.add_(1)
+    assert x.tolist() == [1.0, 1.0]  # storage is not shared
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(x * 2)
+    w = copy.deepcopy(jitgrad.nn.Linear(2, 2)).weight
+    assert type(w) is jitgrad.nn.Parameter

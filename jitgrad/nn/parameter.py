@@ -39,9 +39,5 @@ class Parameter(Tensor):
 
     __str__ = __repr__
 
-    def __deepcopy__(self, memo):
-        if id(self) in memo:
-            return memo[id(self)]
-        result = Parameter(Tensor._wrap(self._data.copy()), self._requires_grad)
-        memo[id(self)] = result
-        return result
+    def _copy_with(self, data):
+        return Parameter(Tensor._wrap(data), self._requires_grad)

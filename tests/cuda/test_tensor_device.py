@@ -183,3 +183,10 @@ def test_gradcheck_on_cuda_inputs():
 
     assert jitgrad.autograd.gradcheck(fn, (a, b))
     assert jitgrad.autograd.gradgradcheck(lambda a: (a.sin() * a).sum(1), (a,))
+
+
+def test_deepcopy_stays_on_the_device():
+    import copy
+
+    net = copy.deepcopy(jitgrad.nn.Linear(2, 3).cuda())
+    assert net.weight.is_cuda and type(net.weight) is jitgrad.nn.Parameter
