@@ -159,7 +159,7 @@ def _element_loop(region, n, body, flat=()):
 def _chunked_sum(region, body, flat=()):
     """A chunked CPU sum: ``body`` (unindented) adds each element into the float32 ``part``
     of a block of at most _BLOCK elements; blocks add into the float64 ``acc``."""
-    return ["    acc = 0.0", "    for o_ in range(n_ // inner_):", *_chunk_head(region, " " * 8),
+    return ["    acc = 0.0", "    for o_ in range(size_ // inner_):", *_chunk_head(region, " " * 8),
             f"        for k_ in range(0, inner_, {_BLOCK}):",
             f"            e_ = min(k_ + {_BLOCK}, inner_)",
             *_views(region, " " * 12, flat, " + k_", "e_"),
@@ -170,8 +170,8 @@ def _chunked_sum(region, body, flat=()):
 
 
 def _size(region):
-    """The element count inside a kernel: a full input's size, or the ``n_`` argument."""
-    return "n_" if _broadcasts(region) else "a0_.size"
+    """The element count inside a kernel: a full input's size, or the ``size_`` argument."""
+    return "size_" if _broadcasts(region) else "a0_.size"
 
 
 def _ref_name(ref):
@@ -230,7 +230,7 @@ def index_params(region):
     """The int parameters of a broadcasting region's kernels (values: ``Region.index_args``)."""
     if not _broadcasts(region):
         return []
-    params = ["n_"]
+    params = ["size_"]
     if any(code in "rcb" for code in _patterns(region)):
         params.append("inner_")
     for j, code in enumerate(_patterns(region)):

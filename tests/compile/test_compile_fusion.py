@@ -507,6 +507,12 @@ def test_broadcast_retain_graph_and_accumulation():
     for t, g in zip((x, w, b), once[0]):
         assert t.grad.shape == g.shape
         np.testing.assert_allclose(t.grad.numpy(), 3 * g.numpy(), **TOL)
+    x.grad = w.grad = b.grad = None
+    out = loss_fn(x, w, b)
+    out.backward(retain_graph=True)  # the gradients the forward kernel computed
+    out.backward()  # the backward kernel
+    for t, g in zip((x, w, b), once[0]):
+        np.testing.assert_allclose(t.grad.numpy(), 2 * g.numpy(), **TOL)
 
 
 @pytest.mark.parametrize("end", ["sum", "none"])

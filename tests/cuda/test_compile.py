@@ -229,3 +229,112 @@ def test_compiled_forward_and_backward_make_no_host_copies(end):
         loss.backward()
     assert (runtime.transfers.to_host, runtime.transfers.to_device) == (to_host, to_device)
     assert x.grad.device.type == "cuda" and y.grad.device.type == "cuda"
+
+
+# --- broadcast operands -------------------------------------------------------------------------
+
+def _bcast_inputs(bshape, shape=(2, 3), dtype=np.float32, b_grad=True, seed=0):
+    x, w = _inputs(shape, dtype, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    b = jitgrad.tensor(rng.uniform(-1, 1, bshape).astype(dtype)).cuda().requires_grad_(b_grad)
+    return [x, w, b]
+
+
+def _check_same_bcast(fn, cfn, inputs, calls=3):
+    """As ``_check_same``, with a weight of the output's shape and gradients of input shapes."""
+    out = fn(*inputs)
+    ref = np.linspace(-1, 1, max(1, out.numel())).reshape(tuple(out.shape))
+    weight = jitgrad.tensor(ref).to(inputs[0].dtype).cuda()
+    want, want_grads = _run(fn, inputs, weight)
+    tol = TOL[want.dtype.type]
+    for _ in range(calls):
+        got, grads = _run(cfn, inputs, weight)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, **tol)
+        for g, w in zip(grads, want_grads):
+            if w is None:
+                assert g is None
+            else:
+                assert g.shape == w.shape
+                np.testing.assert_allclose(g, w, **tol)
+    assert not cfn.divergences and all(p is not None for p in cfn.plans.values())
+
+
+@pytest.mark.parametrize("end", ["sum", "mean", "none"])
+@pytest.mark.parametrize("bshape,pattern", [((3,), "r"), ((2, 1), "c"), ((), "1"), ((1,), "1")])
+def test_broadcast_bias_rows_columns_and_single_elements(bshape, pattern, end):
+    def fn(x, w, b):
+        v = ((x * w + b).tanh() * x).sigmoid()
+        return v.sum() if end == "sum" else v.mean() if end == "mean" else v
+
+    cfn = compile(fn)
+    _check_same_bcast(fn, cfn, _bcast_inputs(bshape))
+    (region,) = _regions(cfn)
+    assert region.cuda and region.patterns == ("f", "f", pattern)
+
+
+def test_broadcast_several_inputs_middle_blocks_and_expanded_copies():
+    def fn(x, col, row, s):  # every op has x's shape (2, 2, 3)
+        return (((x * col + row) * s).exp() * col - row).relu().mean()
+
+    rng = np.random.default_rng(4)
+    shapes = [(2, 2, 3), (2, 1), (3,), ()]
+    inputs = [jitgrad.tensor(rng.uniform(-1, 1, s).astype(np.float64)).cuda().requires_grad_()
+              for s in shapes]
+    cfn = compile(fn)
+    _check_same_bcast(fn, cfn, inputs)
+    assert _regions(cfn)[0].patterns == ("f", "b", "r", "1")
+    gn = compile(lambda x, b: ((x * b + 1).tanh() * x).sum())  # (2, 1, 3): expanded by a copy
+    _check_same_bcast(lambda x, b: ((x * b + 1).tanh() * x).sum(), gn,
+                      [inputs[0], jitgrad.tensor(rng.uniform(-1, 1, (2, 1, 3))).cuda()
+                       .requires_grad_()])
+    assert _regions(gn)[0].patterns == ("f", "x")
+
+
+def test_broadcast_partial_requires_grad_retain_graph_and_accumulation():
+    fn = _chain("none")
+
+    def bfn(x, w, b):
+        return fn(x, w) * b + b
+
+    cfn = compile(bfn)
+    x, w, b = _bcast_inputs((2, 1), b_grad=True)
+    w.requires_grad_(False)
+    _check_same_bcast(bfn, cfn, [x, w, b])
+    want = None
+    for f in (bfn, cfn, cfn):
+        x.grad = b.grad = None
+        loss = (f(x, w, b) ** 2).sum()
+        loss.backward(retain_graph=True)
+        loss.backward()
+        got = [_host(x.grad), _host(b.grad)]
+        want = want or got
+        for g, v in zip(got, want):
+            np.testing.assert_allclose(g, v, **TOL[np.float32])
+    loss_fn = compile(lambda x, b: (x * b).tanh().mean())
+    x.grad = b.grad = None
+    for _ in range(3):  # trace + 2 replays into the same .grad
+        loss_fn(x, b).backward()
+    once = jitgrad.autograd.grad((x * b).tanh().mean(), (x, b))
+    for t, g in zip((x, b), once):
+        assert t.grad.shape == g.shape and t.grad.device.type == "cuda"
+        np.testing.assert_allclose(_host(t.grad), 3 * _host(g), **TOL[np.float32])
+    x.grad = b.grad = None
+    out = loss_fn(x, b)
+    out.backward(retain_graph=True)  # the gradients the forward kernel computed
+    out.backward()  # the backward kernel (a sum's g read on the device)
+    for t, g in zip((x, b), once):
+        np.testing.assert_allclose(_host(t.grad), 2 * _host(g), **TOL[np.float32])
+
+
+@pytest.mark.parametrize("bshape", [(3,), (2, 1), ()])
+def test_broadcast_regions_make_no_host_copies(bshape):
+    cfn = compile(lambda x, w, b: ((x * w + b).tanh() * x).sigmoid().mean())
+    x, w, b = _bcast_inputs(bshape)
+    cfn(x, w, b).backward()  # the trace (eager)
+    to_host, to_device = runtime.transfers.to_host, runtime.transfers.to_device
+    for _ in range(2):
+        x.grad = w.grad = b.grad = None
+        cfn(x, w, b).backward()
+    assert (runtime.transfers.to_host, runtime.transfers.to_device) == (to_host, to_device)
+    assert b.grad.device.type == "cuda" and b.grad.shape == b.shape
