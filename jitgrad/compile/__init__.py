@@ -2,8 +2,9 @@
 
 On the first call with a given signature the function runs eagerly while a tape records every
 elementwise op and full ``sum``/``mean``; chains of same-shape elementwise ops (with Python
-scalars), optionally ended by a full sum or mean, become regions with one generated forward kernel
-and one backward kernel each (see ``_codegen``), and one autograd node. Later calls with the same
+scalars, and tensors that broadcast to that shape), optionally ended by a full sum or mean, become
+regions with one generated forward kernel and one backward kernel each (see ``_codegen``), and
+one autograd node. Later calls with the same
 signature run the function again with the tape replaying that plan: a fused region's inner ops
 return placeholders and its last op runs the kernel; everything else (matmul, indexing, shape
 ops, ...) runs eagerly. A call that strays from the trace reruns eagerly (twice: then that
