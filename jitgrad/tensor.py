@@ -222,11 +222,21 @@ class Tensor:
         if grad_mode.is_grad_enabled():  # create_graph: keep the gradient's own graph
             self.grad = grad if self.grad is None else self.grad + grad
         elif self.grad is None:
-            if grad._fresh and grad._data.base is None and grad._data.flags.c_contiguous:
+            data = grad._data
+            if grad._fresh and data.base is None and data.flags.c_contiguous:
                 grad._fresh = False  # taken: anyone else this object reaches gets a copy
                 self.grad = grad
+                return
+            root = grad._base  # a view (reshape, t()) of a fresh buffer may take that buffer
+            if (root is not None and root._fresh and root._data.base is None
+                    and data.flags.c_contiguous and data.size == root._data.size
+                    and data.dtype == root._data.dtype):
+                # NOTE: every tensor sharing root's buffer is root or a view whose _base is root,
+                # so clearing root's flag leaves one taker; the others copy.
+                root._fresh = False
+                self.grad = Tensor._wrap(data)
             else:  # the buffer may be shared with other tensors
-                self.grad = Tensor._wrap(_elementwise.cast(grad._data, grad._data.dtype))
+                self.grad = Tensor._wrap(_elementwise.cast(data, data.dtype))
         else:
             self.grad.add_(grad)
 

@@ -158,9 +158,14 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 def _addmm_backward(node, g):
     bias, input, weight_t = node.saved_values()
     edges = [e for e, _ in node.next_functions]
-    return (rd.sum_to_shape(g, bias._data.shape) if edges[0] is not None else None,
+    gw = None
+    if edges[2] is not None:
+        gw = matmul(g.t(), input)  # dW in weight's own (out, in) layout, returned as dW^T's view
+        gw._fresh = not grad_mode.is_grad_enabled()  # so weight.grad takes it without a copy
+        gw = gw.t()
+    return (rd._grad_sum_to_shape(g, bias._data.shape) if edges[0] is not None else None,
             matmul(g, weight_t.t()) if edges[1] is not None else None,
-            matmul(g.t(), input).t() if edges[2] is not None else None)  # contiguous dW
+            gw)
 
 
 AddmmBackward0 = node_class("AddmmBackward0", _addmm_backward)
@@ -306,9 +311,12 @@ def _conv_backward(node, grad):
     gx = _conv_input_grad(grad, w, x._data.shape, geom) if edges[0][0] is not None else None
     gw = _conv_weight_grad(x, grad, w._data.shape, geom, cols) if edges[1][0] is not None \
         else None
-    if not has_bias:
-        return gx, gw
-    return gx, gw, (rd.sum(grad, (0, 2, 3)) if edges[2][0] is not None else None)
+    gb = rd.sum(grad, (0, 2, 3)) if has_bias and edges[2][0] is not None else None
+    fresh = not grad_mode.is_grad_enabled()
+    for t in (gx, gw, gb):  # new buffers only the engine holds: .grad may take them uncopied
+        if t is not None:
+            t._fresh = fresh
+    return (gx, gw, gb) if has_bias else (gx, gw)
 
 
 def _conv_input_grad_backward(node, gg):

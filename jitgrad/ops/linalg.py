@@ -2,6 +2,7 @@
 
 import math
 
+from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class, record
 from jitgrad.backends import Family
 from jitgrad.backends.cpu import blas
@@ -17,17 +18,23 @@ _TORCH_NAME = {"float32": "float", "float64": "double", "int64": "long int", "in
                "bool": "bool"}
 
 _KERNELS = Family("linalg_kernels")
+_GRAD = grad_mode._state
 
 
 def _matmul_backward(node, g):
-    from jitgrad.ops.reduce import sum_to_shape
+    from jitgrad.ops.reduce import _grad_sum_to_shape
 
     a, b = node.saved_values()
+    fresh = not _GRAD.enabled  # the products are new buffers only the engine holds
     ga = gb = None
     if node.next_functions[0][0] is not None:
-        ga = sum_to_shape(matmul(g, b.transpose(-1, -2)), a.shape)
+        ga = matmul(g, b.transpose(-1, -2))
+        ga._fresh = fresh
+        ga = _grad_sum_to_shape(ga, a.shape)
     if node.next_functions[1][0] is not None:
-        gb = sum_to_shape(matmul(a.transpose(-1, -2), g), b.shape)
+        gb = matmul(a.transpose(-1, -2), g)
+        gb._fresh = fresh
+        gb = _grad_sum_to_shape(gb, b.shape)
     return ga, gb
 
 

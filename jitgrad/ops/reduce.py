@@ -16,6 +16,8 @@ from jitgrad.ops.elementwise import cast, contiguous, copy_into
 from jitgrad.size import CPU
 from jitgrad.tensor import Tensor
 
+_GRAD = grad_mode._state  # read on the backward's hot path
+
 __all__ = ["all", "amax", "amin", "any", "argmax", "argmin", "count_nonzero", "gather",
            "log_softmax", "logsumexp", "max", "mean", "min", "norm", "prod", "softmax", "std",
            "sum", "sum_to_shape", "var"]
@@ -98,16 +100,16 @@ def _sum_like(input, dim, keepdim, is_prod, mean=False):
     n = view.shape[1]
     cpu = type(data) is np.ndarray
     K = KERNELS.cpu if cpu else KERNELS.cuda
+    shape = keep_shape if keepdim else out_shape  # allocated as returned: owns its buffer
     if data.dtype.kind == "f":
-        out = np.empty(out_shape, data.dtype) if cpu else _storage.empty(out_shape, data.dtype,
-                                                                          data)
+        out = np.empty(shape, data.dtype) if cpu else _storage.empty(shape, data.dtype, data)
         # NOTE: mean of nothing is nan, as in PyTorch (0 * nan)
         scale = (1.0 / n if n else float("nan")) if mean else 1.0
         K.sum_3d(view, is_prod, scale, out.reshape(-1, view.shape[2]))
     else:
-        out = np.empty(out_shape, np.int64) if cpu else _storage.empty(out_shape, np.int64, data)
+        out = np.empty(shape, np.int64) if cpu else _storage.empty(shape, np.int64, data)
         K.sum_int_3d(view, is_prod, out.reshape(-1, view.shape[2]))
-    return (out.reshape(keep_shape) if keepdim else out), keep_shape, dims, n
+    return out, keep_shape, dims, n
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None):
@@ -481,11 +483,25 @@ def norm(input, p="fro", dim=None, keepdim=False):
 
 def sum_to_shape(t, shape):
     """Sum a broadcast gradient back to ``shape`` (leading dims dropped, size-1 dims kept)."""
+    return _sum_to_shape(t, shape, False)
+
+
+def _grad_sum_to_shape(t, shape):
+    """``sum_to_shape`` inside a backward formula: a sum's new buffer is marked ``_fresh``.
+
+    Only for results nothing but the engine holds: ``AccumulateGrad`` may then keep the buffer
+    (or, through the returned view's ``_base``, the sum itself) as ``.grad`` without a copy.
+    """
+    return _sum_to_shape(t, shape, not _GRAD.enabled)
+
+
+def _sum_to_shape(t, shape, fresh):
     lead = t._data.ndim - len(shape)
     dims = tuple(range(lead)) + tuple(
         lead + i for i, s in enumerate(shape) if s == 1 and t._data.shape[lead + i] != 1)
     if dims:
         t = sum(t, dims, keepdim=True)
+        t._fresh = fresh
     return t.reshape(shape)
 
 

@@ -253,6 +253,12 @@ GRAPHS = {
     "add_of_leaves": lambda x, w, v: (x + w).exp().sum(),
     "same_leaf_twice": lambda x, w, v: (x + x + w).sum(),
     "retained_intermediate": lambda x, w, v: _retained(x, w),
+    # views (reshape, t()) of one fresh gradient buffer reaching two leaves
+    "views_of_one_buffer": lambda x, w, v: (
+        (x.reshape(1, 3).t() + w.reshape(3, 1)) * v.reshape(3, 1)).sum(),
+    "matmul_grad_to_two_leaves": lambda x, w, v: (v.reshape(1, 3) @ (x + w).reshape(3, 1)).sum(),
+    "reduced_grad_to_two_leaves": lambda x, w, v: (
+        (x + w).reshape(1, 3) * v.reshape(3, 1)).sum(),
 }
 
 

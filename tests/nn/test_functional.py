@@ -156,6 +156,7 @@ CONV_CASES = [  # (x shape, weight shape, stride, padding, dilation, groups, bia
     ((1, 3, 5, 5), (3, 1, 2, 2), 1, "same", 1, 3, False),
     ((2, 2, 4, 4), (3, 2, 1, 1), 1, "valid", 1, 1, True),
     ((2, 5, 5), (3, 2, 3, 3), 1, 1, 1, 1, True),
+    ((2, 3, 9, 8), (4, 3, 3, 2), (2, 3), 0, (1, 2), 1, True),  # unpadded, strided and dilated
 ]
 
 

@@ -21,11 +21,22 @@ def _valid_range(off, stride, size, n_out):
     return lo, max(lo, hi)
 
 
+@njit(inline="always")
+def _inside(p, h, w, oh, ow):
+    """Whether every window lies inside the (H, W) input: no padding on any side."""
+    kh, kw, sh, sw, ph, pw, dh, dw = p
+    return (ph == 0 and pw == 0 and (oh - 1) * sh + (kh - 1) * dh < h
+            and (ow - 1) * sw + (kw - 1) * dw < w)
+
+
 @njit(cache=True)
 def im2col(x, p, oh, ow, cols):
     """x (N, C, H, W) -> cols (N, C*kh*kw, oh*ow) (pre-zeroed): cols[n, (c,i,j), (y,x)]."""
     kh, kw, sh, sw, ph, pw, dh, dw = p
     n_batch, n_chan, h, w = x.shape
+    if _inside(p, h, w, oh, ow):
+        _im2col_unpadded(x, p, oh, ow, cols)
+        return
     for n in range(n_batch):
         for c in range(n_chan):
             for i in range(kh):
@@ -45,11 +56,60 @@ def im2col(x, p, oh, ow, cols):
                                 cols[n, row, base + ox] = x[n, c, iy, ox * sw + off]
 
 
+# NOTE: without padding (``_inside``) every window lies inside the input, and these loops index
+# from values LLVM can see are >= 0 (loop counters, products of them and of strides clamped to
+# >= 1): it then drops numba's negative-index wraparound and vectorizes. On LeNet's shapes this
+# ran 5-7x faster than the padded path's per-row slice copies (~9 ns per row of 8-24 floats).
+@njit(cache=True, inline="always")
+def _im2col_unpadded(x, p, oh, ow, cols):
+    kh, kw, sh, sw, _, _, dh, dw = p
+    sh, sw, dh, dw = max(sh, 1), max(sw, 1), max(dh, 1), max(dw, 1)  # tells LLVM they are > 0
+    n_batch, n_chan = x.shape[:2]
+    for n in range(n_batch):
+        for c in range(n_chan):
+            for i in range(kh):
+                for j in range(kw):
+                    dst = cols[n, (c * kh + i) * kw + j]
+                    jj = j * dw
+                    for oy in range(oh):
+                        src = x[n, c, oy * sh + i * dh]
+                        b = oy * ow
+                        if sw == 1:
+                            for ox in range(ow):
+                                dst[b + ox] = src[ox + jj]
+                        else:
+                            for ox in range(ow):
+                                dst[b + ox] = src[ox * sw + jj]
+
+
+@njit(cache=True, inline="always")
+def _col2im_unpadded(buf, p, oh, ow, dx):
+    kh, kw, sh, sw, _, _, dh, dw = p
+    sh, sw, dh, dw = max(sh, 1), max(sw, 1), max(dh, 1), max(dw, 1)
+    for c in range(dx.shape[0]):
+        for i in range(kh):
+            for j in range(kw):
+                src = buf[(c * kh + i) * kw + j]
+                jj = j * dw
+                for oy in range(oh):
+                    dst = dx[c, oy * sh + i * dh]
+                    b = oy * ow
+                    if sw == 1:
+                        for ox in range(ow):
+                            dst[ox + jj] += src[b + ox]
+                    else:
+                        for ox in range(ow):
+                            dst[ox * sw + jj] += src[b + ox]
+
+
 @njit(cache=True)
 def _col2im_one(buf, p, oh, ow, dx):
     """dx (C, H, W) += the columns of buf (C*kh*kw, oh*ow) scattered back to their pixels."""
     kh, kw, sh, sw, ph, pw, dh, dw = p
     n_chan, h, w = dx.shape
+    if _inside(p, h, w, oh, ow):
+        _col2im_unpadded(buf, p, oh, ow, dx)
+        return
     for c in range(n_chan):
         for i in range(kh):
             y_lo, y_hi = _valid_range(i * dh - ph, sh, h, oh)
