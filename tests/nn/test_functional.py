@@ -569,3 +569,8 @@ def test_mse_broadcast_warns():
         warnings.simplefilter("always")
         F.mse_loss(jitgrad.zeros(3, 1), jitgrad.zeros(3))
     assert any("broadcasting" in str(w.message) for w in caught)
+
+
+def test_avg_pool_keeps_an_infinity_in_its_own_windows():
+    x = jitgrad.tensor([[[[float("inf"), 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0]]]])
+    assert F.avg_pool2d(x, (1, 2)).tolist() == [[[[float("inf"), 2.5], [1.0, 1.0]]]]

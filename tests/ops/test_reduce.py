@@ -416,3 +416,13 @@ def test_prod_double_backward():
     g.sum().backward()
     # d/dx_i sum_j prod_{k != j} x_k = sum_{j != i} prod_{k != i, j} x_k
     np.testing.assert_allclose(x.grad.numpy(), [[5, 4, 3], [11, 10, 9]], rtol=1e-6)
+
+
+def test_prod_backward_with_an_infinite_first_element():
+    torch = pytest.importorskip("torch")
+    values = [[float("inf"), 2.0, 3.0], [1.0, 0.0, 4.0]]
+    x = jitgrad.tensor(values, requires_grad=True)
+    x.prod(1).sum().backward()
+    ref = torch.tensor(values, requires_grad=True)
+    ref.prod(1).sum().backward()
+    assert x.grad.tolist() == ref.grad.tolist()

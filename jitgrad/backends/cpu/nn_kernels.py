@@ -209,10 +209,11 @@ def index_scatter_add(grad, idx, dx):
 def window_mean_forward(x, hs, he, ws, we, div, out):
     """out[m, i, j] = sum of x[m, hs[i]:he[i], ws[j]:we[j]] / div[i, j]; x (M, H, W)."""
     n_maps, oh, ow = out.shape
+    zero = np.zeros(1, x.dtype)[0]  # typed, and unlike x - x not NaN when x holds an inf
     for m in range(n_maps):
         for i in range(oh):
             for j in range(ow):
-                total = x[m, 0, 0] - x[m, 0, 0]
+                total = zero
                 for iy in range(hs[i], he[i]):
                     for ix in range(ws[j], we[j]):
                         total += x[m, iy, ix]

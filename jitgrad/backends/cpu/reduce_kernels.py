@@ -112,11 +112,11 @@ def prod_except_3d(x, out):
     n_outer, n_red, n_inner = x.shape
     for o in range(n_outer):
         for i in range(n_inner):
-            acc = x[o, 0, i] - x[o, 0, i] + 1
+            acc = 1.0  # NOTE: float64 products; a constant, so an infinite x[o, 0, i] is no NaN
             for r in range(n_red):
                 out[o, r, i] = acc
                 acc *= x[o, r, i]
-            acc = x[o, 0, i] - x[o, 0, i] + 1
+            acc = 1.0
             for r in range(n_red - 1, -1, -1):
                 out[o, r, i] *= acc
                 acc *= x[o, r, i]
