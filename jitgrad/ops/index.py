@@ -13,7 +13,7 @@ from jitgrad.autograd.node import node_class, record
 from jitgrad.backends import Family
 from jitgrad.backends.cuda.array import DeviceArray  # a plain class: imports no numba.cuda
 from jitgrad.ops import _storage
-from jitgrad.ops.elementwise import SPECS, apply, cast, contiguous, copy_into, scalar_value
+from jitgrad.ops.elementwise import SPECS, apply, cast, contiguous, copy_into, fill, scalar_value
 from jitgrad.ops.reduce import index_bounds
 from jitgrad.ops.shape import SelectBackward0, SliceBackward0, _view_of
 from jitgrad.size import CPU
@@ -346,7 +346,7 @@ def _write(data, items, advanced, value, positions=None):
     basic = items if Ellipsis in items else items + (Ellipsis,)
     view = _basic_view(data, basic, items)
     if not isinstance(value, Tensor):
-        apply_fill(view, value)
+        fill(view, value)
         return
     vshape = value._data.shape
     try:
@@ -357,13 +357,6 @@ def _write(data, items, advanced, value, positions=None):
             f"expand: the shape of the value {list(vshape)} cannot be broadcast to the "
             f"indexing result {list(view.shape)}") from None
     copy_into(view, value._data)
-
-
-def apply_fill(array, value):
-    """Fill the array (any strides) with a Python scalar through the copy kernel."""
-    from jitgrad.ops.elementwise import _kernel_dtype, _launch
-
-    _launch(SPECS["copy"], _kernel_dtype(array), [value], "s", array)
 
 
 def index_select(input, dim, index):

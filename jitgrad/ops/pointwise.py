@@ -138,15 +138,14 @@ FillBackward0 = node_class("FillBackward0", _fill_backward)
 def fill_(input, value):
     """Set every element to ``value``; under autograd the old history gets a zero gradient."""
     from jitgrad.ops import inplace
-    from jitgrad.ops.index import apply_fill
 
     value = value.item() if isinstance(value, Tensor) else ew.scalar_value(value)
     if grad_mode.is_grad_enabled() and input._requires_grad:
         inplace.check(input)
         filled = _storage.empty(input._data.shape, input._data.dtype, input._data)
-        apply_fill(filled, value)
+        ew.fill(filled, value)
         return inplace.commit(input, Tensor._wrap(filled, FillBackward0((input._grad_edge(),))))
-    apply_fill(input._data, value)
+    ew.fill(input._data, value)
     input._version[0] += 1
     return input
 
