@@ -269,7 +269,7 @@ def _launch(spec, dtype_name, values, mask, out):
 def _launch_cuda(spec, dtype_name, values, mask, out):
     """``_launch`` for DeviceArrays: single values stay arrays, since reading one is a copy."""
     shape = out.shape
-    arrays = [v for v in values if type(v) is not np.ndarray and hasattr(v, "dev")]
+    arrays = [v for v in values if hasattr(v, "dev")]
     if out.flags.c_contiguous and all(v.shape == shape and v.flags.c_contiguous for v in arrays):
         spec.cuda_kernel(dtype_name, mask, "c")(
             *[v.ravel() if hasattr(v, "dev") else v for v in values], out.ravel())
