@@ -48,23 +48,29 @@ class Tensor:
 
     @classmethod
     def _wrap(cls, data, grad_fn=None):
-        """A tensor around an existing numpy array (no copy), as ops build their results."""
+        """A tensor around an existing numpy array (no copy), as ops build their results.
+
+        Every field is set here, inline: this runs for each op's result, and on tiny tensors a
+        further method call is a noticeable share of the op.
+        """
         t = object.__new__(cls)
-        t._set_fields(data, grad_fn)
+        t._data = data
+        t._requires_grad = grad_fn is not None
+        t.grad = None
+        t.grad_fn = grad_fn
+        t._output_nr = 0
+        t._version = [0]
+        t._base = None
+        t._grad_acc = None
+        t._retains_grad = False
+        t._fresh = False  # made by the backward pass and held by nothing else: may become .grad
         return t
 
     def _set_fields(self, data, grad_fn):
-        """Every field of a tensor around ``data`` (kept in one place so subclasses match)."""
-        self._data = data
-        self._requires_grad = grad_fn is not None
-        self.grad = None
-        self.grad_fn = grad_fn
-        self._output_nr = 0
-        self._version = [0]
-        self._base = None
-        self._grad_acc = None
-        self._retains_grad = False
-        self._fresh = False  # made by the backward pass and held by nothing else: may become .grad
+        """Every field of a tensor around ``data``, as ``_wrap`` sets them (for subclasses)."""
+        src = Tensor._wrap(data, grad_fn)
+        for name in Tensor.__slots__[:-1]:
+            setattr(self, name, getattr(src, name))
 
     # --- metadata -------------------------------------------------------------------------
     @property

@@ -110,7 +110,8 @@ class Elementwise:
 class _Plan:
     """How to run a spec for one argument signature: compute dtype, output dtype, casts."""
 
-    __slots__ = ("compute", "out_dtype", "mask", "casts", "node_cls", "flat_kernel", "on_cuda")
+    __slots__ = ("compute", "out_dtype", "mask", "casts", "node_cls", "flat_kernel", "on_cuda",
+                 "tensors", "edges", "read_tensors")
 
     def __init__(self, spec, args, on_cuda):
         self.compute = _compute_dtype(spec, args)
@@ -118,6 +119,13 @@ class _Plan:
         self.mask = "".join("a" if isinstance(a, Tensor) else "s" for a in args)
         self.node_cls = spec.overload_nodes.get(self.mask, spec.node_cls)
         self.on_cuda = on_cuda
+        # precomputed for recording a node, so ``apply`` needs no isinstance tests per call:
+        # which arguments are Tensors, which get graph edges, which the backward reads
+        self.tensors = tuple(i for i, m in enumerate(self.mask) if m == "a")
+        edge_inputs = range(len(args)) if self.node_cls is None or \
+            self.node_cls.edge_inputs is None else self.node_cls.edge_inputs
+        self.edges = tuple((i, self.mask[i] == "a") for i in edge_inputs)
+        self.read_tensors = tuple(i for i in spec.read_inputs if self.mask[i] == "a")
         self.flat_kernel = (spec.cuda_kernel if on_cuda else spec.kernel)(
             self.compute.name, self.mask, "c")
         casts = []
@@ -144,12 +152,14 @@ class _Derivative:
     def __call__(self, g, values, result):
         if self.identity:
             return g
-        args = [values[i] if i >= 0 else result for i in self.arg_index]
+        args = [g]
+        for i in self.arg_index:
+            args.append(values[i] if i >= 0 else result)
         if _GRAD.enabled:
             # numbers become 0-d tensors so functions like log(2.0) stay Tensor ops
-            return self.graph_fn(g, *[a if isinstance(a, Tensor) else
-                                      Tensor._wrap(np.array(a, g._data.dtype)) for a in args])
-        out = apply(self.spec, (g, *args))
+            return self.graph_fn(*[a if isinstance(a, Tensor) else
+                                   Tensor._wrap(np.array(a, g._data.dtype)) for a in args])
+        out = apply(self.spec, args)
         out._fresh = True  # a new buffer only the engine holds
         return out
 
@@ -305,7 +315,8 @@ def _prepare(spec, args):
                 shape = d.shape
             elif d.shape != shape:
                 flat = False
-            flat = flat and d.flags.c_contiguous
+            if flat and not d.flags.c_contiguous:  # ``flags`` builds an object: only when needed
+                flat = False
         else:
             code = _SCALAR_SIG.get(type(a))
             if code is None:
@@ -376,29 +387,46 @@ def apply(spec, args):
             _launch(spec, plan.compute.name, values, plan.mask, out)
     elif flat:
         out = np.empty(shape, plan.out_dtype)
-        plan.flat_kernel(*[v.ravel() if type(v) is np.ndarray else v for v in values],
-                         out.ravel())
+        # a loop over the plan's tensor positions, not a comprehension: on tiny tensors the
+        # comprehension's own frame costs as much as the kernel
+        flat_args = list(values)
+        for i in plan.tensors:
+            flat_args[i] = flat_args[i].ravel()
+        plan.flat_kernel(*flat_args, out.ravel())
     else:
         out = np.empty(shape, plan.out_dtype)
         _launch(spec, plan.compute.name, values, plan.mask, out)
     if spec.node_cls is not None and _GRAD.enabled:
-        for a in args:
-            if isinstance(a, Tensor) and a._requires_grad:
-                node_cls = plan.node_cls
-                with_edges = args if node_cls.edge_inputs is None else [
-                    args[i] for i in node_cls.edge_inputs]
-                edges = tuple([_NO_EDGE if not isinstance(a, Tensor) else
-                               (a.grad_fn, a._output_nr) if a.grad_fn is not None else
-                               a._grad_edge() for a in with_edges])
-                cast_values = None if plan.casts is None else tuple(
-                    Tensor._wrap(v) if c is not None else a
-                    for a, v, c in zip(args, values, plan.casts))
-                saved = (args, cast_values, out if spec.saves_result else None)
-                node = node_cls(edges, saved)
-                result = Tensor._wrap(out, node)
-                node.versions = _versions(spec, args, result)
-                return result
+        for i in plan.tensors:
+            if args[i]._requires_grad:
+                return _record(spec, plan, args, values, out)
     return Tensor._wrap(out)
+
+
+def _record(spec, plan, args, values, out):
+    """The result of ``apply`` with its backward node, when an input requires grad."""
+    # plain loops rather than comprehensions, which cost a frame each on tiny tensors
+    edges = []
+    for i, is_tensor in plan.edges:
+        if not is_tensor:
+            edges.append(_NO_EDGE)
+        else:
+            t = args[i]
+            edges.append((t.grad_fn, t._output_nr) if t.grad_fn is not None else t._grad_edge())
+    cast_values = None if plan.casts is None else tuple(
+        Tensor._wrap(v) if c is not None else a for a, v, c in zip(args, values, plan.casts))
+    node = plan.node_cls(tuple(edges), (args, cast_values, out if spec.saves_result else None))
+    result = Tensor._wrap(out, node)
+    # versions of the tensors the derivatives read, checked when the backward runs
+    checks = []
+    for i in plan.read_tensors:
+        version = args[i]._version
+        checks.append((version, version[0], args[i]))
+    if spec.saves_result:
+        checks.append((result._version, 0, None))
+    if checks:
+        node.versions = tuple(checks)
+    return result
 
 
 _NO_EDGE = (None, 0)
@@ -412,15 +440,6 @@ def _free_saved(node):
     node.saved = None
 
 
-def _versions(spec, args, result):
-    """Versions of the tensors the derivatives read, checked when the backward runs."""
-    checks = [(a._version, a._version[0], a) for a in (args[i] for i in spec.read_inputs)
-              if isinstance(a, Tensor)]
-    if spec.saves_result:
-        checks.append((result._version, 0, None))
-    return tuple(checks) or None
-
-
 def _backward(node, grad_output):
     spec = node.spec
     args, cast_values, result = node.saved_values()
@@ -428,13 +447,14 @@ def _backward(node, grad_output):
     if result is not None:
         result = Tensor._wrap(result, node if _GRAD.enabled else None)
     grads = []
+    derivatives = spec.derivatives
     inputs = range(len(args)) if node.edge_inputs is None else node.edge_inputs
     for i, (edge, _) in zip(inputs, node.next_functions):
         if edge is None:
             grads.append(None)
             continue
         a = args[i]
-        gi = spec.derivatives[i](grad_output, values, result)
+        gi = derivatives[i](grad_output, values, result)
         if gi._data.shape != a._data.shape:  # a broadcast input
             from jitgrad.ops.reduce import sum_to_shape
 
