@@ -5,6 +5,7 @@ import numpy as np
 from jitgrad.autograd import anomaly, grad_mode
 
 _GRAD = grad_mode._state  # thread-local grad mode, read directly on hot paths
+_ANOMALY = anomaly._state  # read on every node: a dict lookup, not a call
 
 __all__ = ["RESULT", "AccumulateGrad", "Node", "node_class", "record"]
 
@@ -33,7 +34,7 @@ class Node:
         self.versions = None  # (version box, version at save, tensor or None for the output)
         self.retained = None  # a non-leaf tensor that called retain_grad()
         self.hooks = None
-        self.trace = anomaly.forward_trace() if anomaly._state["enabled"] else None
+        self.trace = anomaly.forward_trace() if _ANOMALY["enabled"] else None
 
     def register_hook(self, fn):
         """``fn(grad_inputs, grad_outputs)`` runs after this node; it may return new grad_inputs."""

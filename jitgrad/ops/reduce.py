@@ -94,9 +94,15 @@ def _with_dtype(input, dtype):
 def _sum_like(input, dim, keepdim, is_prod, mean=False):
     """Sum/product (or mean) kernel launch; returns (result data, keep shape, dims, count)."""
     data = input._data
-    dims = normalize_dims(None if _all_dims(dim) else dim, data.ndim)
-    keep_shape, out_shape = _out_shapes(data.shape, dims)
-    view = _view_3d(data, dims)
+    if _all_dims(dim):  # the common full reduction: no per-dim bookkeeping
+        ndim = data.ndim
+        dims = tuple(range(ndim))
+        keep_shape, out_shape = (1,) * ndim, ()
+        view = contiguous(data).reshape(1, data.size, 1)
+    else:
+        dims = normalize_dims(dim, data.ndim)
+        keep_shape, out_shape = _out_shapes(data.shape, dims)
+        view = _view_3d(data, dims)
     n = view.shape[1]
     cpu = type(data) is np.ndarray
     K = KERNELS.cpu if cpu else KERNELS.cuda
