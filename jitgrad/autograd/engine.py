@@ -73,15 +73,15 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
             if grad is not None:
                 if node.hooks is not None:
                     grad = node.hooks.before(node, grad)
-                if node.retained is not None and capture is None:
-                    node.retained._accumulate_grad(grad)
-                if capture is not None and node in needed:
+                if needed is None:
+                    if node.retained is not None:
+                        node.retained._accumulate_grad(grad)
+                    grads = node.apply(grad)
+                elif node in needed:
                     if node in capture:
                         captured[node] = grad
                     if type(node) is not AccumulateGrad:
                         grads = node.apply(grad)
-                elif capture is None:
-                    grads = node.apply(grad)
                 if grads and node.hooks is not None:
                     grads = node.hooks.after(grads, grad)
                 if check_nan and grads:
