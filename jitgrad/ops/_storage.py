@@ -82,11 +82,8 @@ def move(data, device):
 
 def check_same_device(*arrays):
     """RuntimeError naming both devices when arrays live on different devices."""
-    first = type(arrays[0]) is np.ndarray
-    for a in arrays[1:]:
-        if (type(a) is np.ndarray) != first:
-            a_dev, b_dev = device_of(arrays[0]), device_of(a)
-            if not first:
-                a_dev, b_dev = b_dev, a_dev
-            raise RuntimeError("Expected all tensors to be on the same device, but found at "
-                               f"least two devices, {b_dev} and {a_dev}!")
+    on_cpu_first = type(arrays[0]) is np.ndarray
+    if any((type(a) is np.ndarray) != on_cpu_first for a in arrays[1:]):
+        # only two devices exist, and PyTorch's message names the GPU first
+        raise RuntimeError("Expected all tensors to be on the same device, but found at "
+                           f"least two devices, {CUDA0} and {CPU}!")
