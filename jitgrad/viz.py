@@ -48,7 +48,7 @@ def _saved_items(fn):
     spec = getattr(type(fn), "spec", None)
     if spec is None:
         return [("", fn.saved)]
-    args, cast_values, result = fn.saved
+    args, cast_values, result = fn.saved[:3]
     values = cast_values or args
     items = [(_TORCH_ARG_NAMES.get(spec.inputs[i], spec.inputs[i]), values[i])
              for i in spec.read_inputs]

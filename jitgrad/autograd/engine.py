@@ -7,22 +7,26 @@ __all__ = ["run_backward"]
 
 
 def _walk(roots, with_parents):
-    """Dependency counts of every node reachable from ``roots`` (and each node's parents)."""
-    deps = {}
+    """Dependency counts of every node reachable from ``roots`` (and each node's parents).
+
+    Roots start at 0, so a root reached from another root is counted, not walked twice.
+    """
+    deps = dict.fromkeys(roots, 0)
     parents = {} if with_parents else None
-    seen = set(roots)
-    stack = list(roots)
+    stack = list(deps)
     while stack:
         node = stack.pop()
         for nxt, _ in node.next_functions:
             if nxt is None:
                 continue
-            deps[nxt] = deps.get(nxt, 0) + 1
+            count = deps.get(nxt)
+            if count is None:
+                deps[nxt] = 1
+                stack.append(nxt)
+            else:
+                deps[nxt] = count + 1
             if with_parents:
                 parents.setdefault(nxt, []).append(node)
-            if nxt not in seen:
-                seen.add(nxt)
-                stack.append(nxt)
     return deps, parents
 
 
@@ -63,9 +67,12 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
     buffers = {}
     for (node, nr), grad in zip(roots, root_grads):
         _add(buffers, node, nr, grad)
-    ready = [n for n in dict.fromkeys(root_nodes) if n not in deps]
+    ready = [n for n in dict.fromkeys(root_nodes) if not deps[n]]
     check_nan = anomaly.is_enabled()
     with grad_mode.set_grad_enabled(create_graph):
+        if needed is None and not check_nan:
+            _run_plain(ready, deps, buffers, retain_graph, create_graph)
+            return captured
         while ready:
             node = ready.pop()
             grad = buffers.pop(node, None)
@@ -93,17 +100,66 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
                     continue
                 g = grads[i] if grads else None
                 if g is not None:
-                    if nxt.n_outputs == 1:
-                        prev = buffers.get(nxt)
-                        if prev is None:
-                            buffers[nxt] = g
-                        else:
-                            buffers[nxt] = total = prev + g
-                            total._fresh = not create_graph
-                    else:
-                        _add(buffers, nxt, nr, g)
+                    _pass(buffers, nxt, nr, g, create_graph)
                 remaining = deps[nxt] - 1
                 deps[nxt] = remaining
                 if remaining == 0:
                     ready.append(nxt)
     return captured
+
+
+def _pass(buffers, nxt, nr, g, create_graph):
+    """Hand ``g`` to input ``nr`` of ``nxt``, summing with what already arrived there."""
+    if nxt.n_outputs == 1:
+        prev = buffers.get(nxt)
+        if prev is None:
+            buffers[nxt] = g
+        else:
+            buffers[nxt] = total = prev + g
+            total._fresh = not create_graph
+    else:
+        _add(buffers, nxt, nr, g)
+
+
+def _run_plain(ready, deps, buffers, retain_graph, create_graph):
+    """The scheduler loop of ``backward()`` without capture or anomaly checks: the hot path."""
+    while ready:
+        node = ready.pop()
+        grad = buffers.pop(node, None)
+        edges = node.next_functions
+        if grad is None:
+            grads = None
+        else:
+            hooks = node.hooks
+            if hooks is not None:
+                grad = hooks.before(node, grad)
+            if node.retained is not None:
+                node.retained._accumulate_grad(grad)
+            grads = node.apply(grad)
+            if hooks is not None and grads:
+                grads = hooks.after(grads, grad)
+            if not retain_graph:
+                node.release()
+            if not edges:
+                continue
+        if grads:
+            for (nxt, nr), g in zip(edges, grads):
+                if nxt is None:
+                    continue
+                if g is not None:
+                    if nxt.n_outputs == 1 and nxt not in buffers:
+                        buffers[nxt] = g
+                    else:
+                        _pass(buffers, nxt, nr, g, create_graph)
+                remaining = deps[nxt] - 1
+                deps[nxt] = remaining
+                if not remaining:
+                    ready.append(nxt)
+        else:
+            for nxt, _ in edges:
+                if nxt is None:
+                    continue
+                remaining = deps[nxt] - 1
+                deps[nxt] = remaining
+                if not remaining:
+                    ready.append(nxt)

@@ -111,7 +111,7 @@ class _Plan:
     """How to run a spec for one argument signature: compute dtype, output dtype, casts."""
 
     __slots__ = ("compute", "out_dtype", "mask", "casts", "node_cls", "flat_kernel", "on_cuda",
-                 "tensors", "edges", "read_tensors")
+                 "tensors", "edges", "read_tensors", "derivative_kernels")
 
     def __init__(self, spec, args, on_cuda):
         self.compute = _compute_dtype(spec, args)
@@ -134,6 +134,18 @@ class _Plan:
             want = np.dtype(np.bool_) if is_bool else self.compute.np
             casts.append(want if isinstance(a, Tensor) and a._data.dtype != want else None)
         self.casts = tuple(casts) if any(c is not None for c in casts) else None
+        # per input, the derivative's flat CPU kernel for this signature (found on first use);
+        # only plans without casts, over floats, take the backward's flat path
+        self.derivative_kernels = [None] * len(args) if (
+            self.casts is None and not on_cuda and self.compute.is_floating_point) else None
+
+    def derivative_kernel(self, derivative, i):
+        """The flat kernel of ``derivative`` (of input ``i``) for this plan's dtypes and mask."""
+        k = self.derivative_kernels[i]
+        if k is None:
+            mask = "a" + "".join("a" if j < 0 else self.mask[j] for j in derivative.arg_index)
+            k = self.derivative_kernels[i] = derivative.spec.kernel(self.compute.name, mask, "c")
+        return k
 
 
 class _Derivative:
@@ -378,6 +390,7 @@ def cast(array, np_dtype):
 def apply(spec, args):
     """``spec`` applied out of place to Tensors / scalars, recording a node if grad is needed."""
     plan, values, shape, args, flat = _prepare(spec, args)
+    flat_values = None
     if plan.on_cuda:
         out = _storage.empty(shape, plan.out_dtype, _storage.CUDA0)
         if flat and out.size:  # the plan's launcher: no kernel lookup per call
@@ -389,22 +402,28 @@ def apply(spec, args):
         out = np.empty(shape, plan.out_dtype)
         # a loop over the plan's tensor positions, not a comprehension: on tiny tensors the
         # comprehension's own frame costs as much as the kernel
-        flat_args = list(values)
+        flat_values = list(values)
         for i in plan.tensors:
-            flat_args[i] = flat_args[i].ravel()
-        plan.flat_kernel(*flat_args, out.ravel())
+            flat_values[i] = flat_values[i].ravel()
+        out_flat = out.ravel()
+        plan.flat_kernel(*flat_values, out_flat)
+        flat_values.append(out_flat if spec.saves_result else None)
     else:
         out = np.empty(shape, plan.out_dtype)
         _launch(spec, plan.compute.name, values, plan.mask, out)
     if spec.node_cls is not None and _GRAD.enabled:
         for i in plan.tensors:
             if args[i]._requires_grad:
-                return _record(spec, plan, args, values, out)
+                return _record(spec, plan, args, values, out, flat_values)
     return Tensor._wrap(out)
 
 
-def _record(spec, plan, args, values, out):
-    """The result of ``apply`` with its backward node, when an input requires grad."""
+def _record(spec, plan, args, values, out, flat_values):
+    """The result of ``apply`` with its backward node, when an input requires grad.
+
+    ``flat_values``: the flat views the forward kernel read (the result's last, when a
+    derivative reads it); with them the backward calls the derivatives' flat kernels directly.
+    """
     # plain loops rather than comprehensions, which cost a frame each on tiny tensors
     edges = []
     for i, is_tensor in plan.edges:
@@ -415,7 +434,9 @@ def _record(spec, plan, args, values, out):
             edges.append((t.grad_fn, t._output_nr) if t.grad_fn is not None else t._grad_edge())
     cast_values = None if plan.casts is None else tuple(
         Tensor._wrap(v) if c is not None else a for a, v, c in zip(args, values, plan.casts))
-    node = plan.node_cls(tuple(edges), (args, cast_values, out if spec.saves_result else None))
+    fast = plan if flat_values is not None and plan.derivative_kernels is not None else None
+    node = plan.node_cls(tuple(edges), (args, cast_values, out if spec.saves_result else None,
+                                        fast, flat_values))
     result = Tensor._wrap(out, node)
     # versions of the tensors the derivatives read, checked when the backward runs
     checks = []
@@ -441,13 +462,43 @@ def _free_saved(node):
 
 
 def _backward(node, grad_output):
-    spec = node.spec
-    args, cast_values, result = node.saved_values()
+    saved = node.saved
+    if saved is None or node.versions is not None:
+        saved = node.saved_values()  # raises when freed or modified in place
+    args, cast_values, result, fast, flat_values = saved
+    if fast is not None and not _GRAD.enabled:
+        # the forward was flat: when ``g`` matches its output, each derivative is one flat
+        # kernel call on the forward's own flat views, and needs no broadcast sum or cast
+        g = grad_output._data
+        if (type(g) is np.ndarray and g.dtype == fast.out_dtype and g.flags.c_contiguous
+                and g.shape == args[fast.tensors[0]]._data.shape):
+            gflat = g.ravel()
+            grads = []
+            derivatives = node.spec.derivatives
+            inputs = range(len(args)) if node.edge_inputs is None else node.edge_inputs
+            for i, (edge, _) in zip(inputs, node.next_functions):
+                if edge is None:
+                    grads.append(None)
+                    continue
+                derivative = derivatives[i]
+                if derivative.identity:
+                    grads.append(grad_output)
+                    continue
+                kernel_args = [gflat]
+                for j in derivative.arg_index:
+                    kernel_args.append(flat_values[j])
+                out = np.empty(g.shape, g.dtype)
+                kernel_args.append(out.ravel())
+                fast.derivative_kernel(derivative, i)(*kernel_args)
+                gi = Tensor._wrap(out)
+                gi._fresh = True  # a new buffer only the engine holds
+                grads.append(gi)
+            return grads
     values = cast_values or args
     if result is not None:
         result = Tensor._wrap(result, node if _GRAD.enabled else None)
     grads = []
-    derivatives = spec.derivatives
+    derivatives = node.spec.derivatives
     inputs = range(len(args)) if node.edge_inputs is None else node.edge_inputs
     for i, (edge, _) in zip(inputs, node.next_functions):
         if edge is None:
