@@ -5,6 +5,10 @@ from jitgrad.autograd.node import AccumulateGrad
 
 __all__ = ["run_backward"]
 
+# ``fuser(root_node, root_grad, retain_graph) -> bool`` runs a whole backward as one fused
+# kernel when it can (jitgrad/ops/fused_backward.py registers it; None turns it off)
+fuser = None
+
 
 def _walk(roots, with_parents):
     """Dependency counts of every node reachable from ``roots`` (and each node's parents).
@@ -60,6 +64,11 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
     With ``capture`` (a list of nodes), returns the gradient arriving at each of them instead of
     accumulating into leaves, and runs only the nodes on paths to them (``autograd.grad``).
     """
+    if (fuser is not None and capture is None and not create_graph and len(roots) == 1
+            and roots[0][1] == 0 and not anomaly.is_enabled()):
+        with grad_mode.set_grad_enabled(False):
+            if fuser(roots[0][0], root_grads[0], retain_graph):
+                return {}
     root_nodes = [n for n, _ in roots]
     deps, parents = _walk(root_nodes, capture is not None)
     needed = _needed(capture, parents) if capture is not None else None

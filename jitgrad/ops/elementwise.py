@@ -111,7 +111,7 @@ class _Plan:
     """How to run a spec for one argument signature: compute dtype, output dtype, casts."""
 
     __slots__ = ("compute", "out_dtype", "mask", "casts", "node_cls", "flat_kernel", "on_cuda",
-                 "tensors", "edges", "read_tensors", "derivative_kernels")
+                 "tensors", "edges", "read_tensors", "derivative_kernels", "fused_reads")
 
     def __init__(self, spec, args, on_cuda):
         self.compute = _compute_dtype(spec, args)
@@ -138,6 +138,7 @@ class _Plan:
         # only plans without casts, over floats, take the backward's flat path
         self.derivative_kernels = [None] * len(args) if (
             self.casts is None and not on_cuda and self.compute.is_floating_point) else None
+        self.fused_reads = {}  # edge pattern -> values the derivatives read (fused_backward)
 
     def derivative_kernel(self, derivative, i):
         """The flat kernel of ``derivative`` (of input ``i``) for this plan's dtypes and mask."""
