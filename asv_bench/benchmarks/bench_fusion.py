@@ -74,6 +74,41 @@ class FusedBiasChain:
         self.fn(self.x, self.w, self.b).backward()
 
 
+def _row_chain(x, w):
+    return ((x * w + 0.5).tanh() * x).sigmoid().sum(1)
+
+
+def _column_chain(x, w):
+    return ((x * w + 0.5).tanh() * x).sigmoid().mean(0, keepdim=True)
+
+
+class FusedPartialReduction:
+    """The chain ended by a partial reduction on (1000, 1000) float32, forward + backward of
+    ``out.sum()``: ``sum(1)`` (rows) or ``mean(0, keepdim=True)`` (columns).
+
+    Compiled, the chain and the reduction are one region; its backward kernel broadcasts the
+    incoming (1000,) gradient over the reduced dim."""
+
+    params = (FUSION_LIBRARIES, ["sum(1)", "mean(0,keepdim)"])
+    param_names = ["library", "reduction"]
+
+    def setup(self, lib_name, reduction):
+        lib = _lib(lib_name)
+        self.x = tensor(lib, (1000, 1000), requires_grad=True)
+        self.w = tensor(lib, (1000, 1000), seed=1, requires_grad=True)
+        chain = _row_chain if reduction == "sum(1)" else _column_chain
+        self.fn = _maybe_compile(lib_name, chain)
+        self.time_forward_backward()
+        self.time_forward_backward()
+
+    def time_forward_backward(self, *_):
+        self.x.grad = self.w.grad = None
+        self.fn(self.x, self.w).sum().backward()
+
+    def time_forward(self, *_):
+        self.fn(self.x, self.w)
+
+
 class MLPStep:
     """Linear-ReLU-Linear with an MSE loss (batch 64, width 256), compiled loss, SGD step."""
 

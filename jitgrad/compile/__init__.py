@@ -1,15 +1,16 @@
 """``jitgrad.compile``: trace a function, fuse its elementwise chains into generated kernels.
 
 On the first call with a given signature the function runs eagerly while a tape records every
-elementwise op and full ``sum``/``mean``; chains of same-shape elementwise ops (with Python
-scalars, and tensors that broadcast to that shape), optionally ended by a full sum or mean, become
-regions with one generated forward kernel and one backward kernel each (see ``_codegen``), and
-one autograd node. Later calls with the same
+elementwise op and ``sum``/``mean``; chains of same-shape elementwise ops (with Python
+scalars, and tensors that broadcast to that shape), optionally ended by a sum or mean over all
+or some dims (``dim=``, ``keepdim=``), become regions with one generated forward kernel and one
+backward kernel each (see ``_codegen``), and one autograd node. Later calls with the same
 signature run the function again with the tape replaying that plan: a fused region's inner ops
 return placeholders and its last op runs the kernel; everything else (matmul, indexing, shape
 ops, ...) runs eagerly. A call that strays from the trace reruns eagerly (twice: then that
-signature stays eager). With grad enabled, a region ending in a sum/mean computes its gradients
-in the forward kernel; under ``create_graph`` a region's backward is the eager formulas.
+signature stays eager). With grad enabled, a region ending in a full sum/mean computes its
+gradients in the forward kernel; a partial one's backward kernel broadcasts the incoming
+gradient over the reduced dims; under ``create_graph`` a region's backward is the eager formulas.
 Regions on CUDA tensors run the same formulas as ``@cuda.jit`` kernels (``_cuda``) without
 reading anything back to the host; a tensor's device is part of the signature.
 """
@@ -115,7 +116,7 @@ def _explain(fn, plans):
             lines += ["    " + s for s in r.forward_src.rstrip().splitlines()]
             mask = (True,) * r.n_arrays
             sources = [_codegen.backward_source(r, mask)]
-            if r.reduce:
+            if r.reduce and r.dims is None:
                 sources.append(_codegen.forward_grad_source(r, mask))
             for src in sources:
                 lines += ["    " + s for s in src.rstrip().splitlines()]

@@ -5,9 +5,19 @@ recomputes those locals from the region inputs, then walks the ops in reverse, s
 derivative formula (``g``, ``result``, inputs) and summing the adjoints where values meet. A region
 ending in a full sum/mean also gets ``forward_grad``: the sum and its gradients in one pass.
 
+A region ending in a partial sum/mean (``region.dims``: the reduced dims) reads its output through
+an index map like a broadcast input's: the region's shape is coalesced into alternating kept
+("k") and reduced ("r") groups of dims (``region.groups``, e.g. "kr" for ``sum(-1)``), and the
+kernels get one (stride, size, stride) triple of ints per group, so one kernel serves every
+shape with that grouping. On the CPU the loop over the region's elements runs in chunks that
+never cross the last group: when it is reduced a chunk adds its elements in blocked float32
+partial sums into one float64 accumulator per output element, when it is kept the chunk adds
+into a contiguous run of them (both loops vectorize). Its backward reads the incoming gradient
+through the same map: broadcast over the reduced dims inside the kernel.
+
 A region on CUDA (``region.cuda``) gets the same body lines in ``@cuda.jit`` kernels: grid-stride
 loops instead of plain ones, and for a sum a block tree reduction in place of the blocked loop
-(see ``_cuda_sum_tail``).
+(see ``_cuda_sum_tail``); a partial reduction runs one thread per output element.
 """
 
 import ast
@@ -86,12 +96,19 @@ def _broadcasts(region):
     return any(p not in "fx" for p in _patterns(region))
 
 
+def _partial(region):
+    """True for a region ending in a sum/mean over some dims (not the full one)."""
+    return getattr(region, "dims", None) is not None
+
+
 def _chunked(region):
-    """CPU kernels of a region with "r", "c" or "b" inputs loop over chunks of ``inner_``
-    elements (the gcd of those inputs' d and m): within a chunk each such input is read at
-    ``base + c_`` ("r") or is one value read per chunk ("c", "b"), so the inner loop has no
-    integer division and vectorizes like the full-size case."""
-    return _target(region) is _CPU and any(code in "rcb" for code in _patterns(region))
+    """CPU kernels of a region with "r", "c" or "b" inputs or a partial reduction loop over
+    chunks of ``inner_`` elements (the gcd of those inputs' d and m, and of the size of the
+    reduction's last group): within a chunk each such input is read at ``base + c_`` ("r") or
+    is one value read per chunk ("c", "b"), and the output is one element or a contiguous run,
+    so the inner loop has no integer division and vectorizes like the full-size case."""
+    return _target(region) is _CPU and (any(code in "rcb" for code in _patterns(region))
+                                        or _partial(region))
 
 
 def _read(region, j):
@@ -122,8 +139,11 @@ def _views(region, pad, flat, lo, hi):
 
 
 def _chunk_head(region, pad):
-    """Per chunk: its start, each "r" input's offset, each "c"/"b" input's one value."""
+    """Per chunk: its start, each "r" input's offset, each "c"/"b" input's one value, and for a
+    partial reduction the index ``ob_`` of its (first) output element."""
     lines = [f"{pad}i0_ = o_ * inner_"]
+    if _partial(region):
+        lines.append(f"{pad}ob_ = {_out_index(region, 'i0_')}")
     for j, code in enumerate(_patterns(region)):
         if code == "r":
             lines.append(f"{pad}base{j}_ = i0_ % m{j}_")
@@ -144,11 +164,13 @@ def _in_chunk(body, flat):
     return out
 
 
-def _element_loop(region, n, body, flat=()):
+def _element_loop(region, n, body, flat=(), head=()):
     """The loop over the flat index ``i`` with the inputs read, then ``body`` (unindented),
-    which indexes the full-size arrays ``flat`` with ``[i]``."""
+    which indexes the full-size arrays ``flat`` with ``[i]``; chunked, ``head`` (unindented)
+    runs once per chunk."""
     if _chunked(region):
         return [f"    for o_ in range({n} // inner_):", *_chunk_head(region, " " * 8),
+                *(f"        {s}" for s in head),
                 *_views(region, " " * 8, flat, "", "inner_"), "        for c_ in range(inner_):",
                 *_loop_reads(region, " " * 12),
                 *(f"            {s}" for s in _in_chunk(body, flat))]
@@ -156,22 +178,29 @@ def _element_loop(region, n, body, flat=()):
             *(f"        {s}" for s in body)]
 
 
-def _chunked_sum(region, body, flat=()):
-    """A chunked CPU sum: ``body`` (unindented) adds each element into the float32 ``part``
-    of a block of at most _BLOCK elements; blocks add into the float64 ``acc``."""
-    return ["    acc = 0.0", "    for o_ in range(size_ // inner_):", *_chunk_head(region, " " * 8),
+def _chunked_blocks(region, body, flat=(), before=(), after=()):
+    """Chunked CPU loops in blocks of at most _BLOCK elements: per block the lines ``before``,
+    the element loop running ``body`` (all unindented), the lines ``after``."""
+    return ["    for o_ in range(size_ // inner_):", *_chunk_head(region, " " * 8),
             f"        for k_ in range(0, inner_, {_BLOCK}):",
             f"            e_ = min(k_ + {_BLOCK}, inner_)",
             *_views(region, " " * 12, flat, " + k_", "e_"),
-            f"            part = {_NP_TYPE[region.dtype]}(0)",
+            *(f"            {s}" for s in before),
             "            for c_ in range(e_ - k_):",
             *(f"                {s}" for s in _in_chunk(body, flat)),
-            "            acc += part", "    return acc", ""]
+            *(f"            {s}" for s in after)]
+
+
+def _chunked_sum(region, body, flat=(), acc="acc"):
+    """A chunked CPU sum: ``body`` (unindented) adds each element into the float32 ``part``
+    of a block of at most _BLOCK elements; blocks add into the float64 ``acc``."""
+    return _chunked_blocks(region, body, flat, [f"part = {_NP_TYPE[region.dtype]}(0)"],
+                           [f"{acc} += part"])
 
 
 def _size(region):
     """The element count inside a kernel: a full input's size, or the ``size_`` argument."""
-    return "size_" if _broadcasts(region) else "a0_.size"
+    return "size_" if _broadcasts(region) or _partial(region) else "a0_.size"
 
 
 def _ref_name(ref):
@@ -227,16 +256,45 @@ def _header(region):
 
 
 def index_params(region):
-    """The int parameters of a broadcasting region's kernels (values: ``Region.index_args``)."""
-    if not _broadcasts(region):
+    """The int parameters of a broadcasting or partially reducing region's kernels (values:
+    ``Region.index_args``), then a partial reduction's ``reduce_params``."""
+    partial = _partial(region)
+    if not _broadcasts(region) and not partial:
         return []
     params = ["size_"]
-    if any(code in "rcb" for code in _patterns(region)):
+    if partial or any(code in "rcb" for code in _patterns(region)):
         params.append("inner_")
     for j, code in enumerate(_patterns(region)):
         params += [f"d{j}_"] if code in "cb" else []
         params += [f"m{j}_"] if code in "rb" else []
-    return params
+    return params + (reduce_params(region) if partial else [])
+
+
+def reduce_params(region):
+    """Per group of ``region.groups``: kept ``kd, kn, ks`` (its stride in the region, size, stride
+    in the output), reduced ``rd, rn, rs`` (stride in the region, size, stride among the
+    reduced elements); then ``nred_`` (reduced elements per output) and ``scale_`` (1 or
+    1 / nred_ for a mean). Values: ``Region.index_args``."""
+    params = []
+    counts = {"k": 0, "r": 0}
+    for kind in region.groups:
+        q = counts[kind]
+        counts[kind] += 1
+        params += [f"{kind}d{q}_", f"{kind}n{q}_", f"{kind}s{q}_"]
+    return params + ["nred_", "scale_"]
+
+
+def _group_sum(region, kind, index, div, mod, mul):
+    """Sum over the groups of ``kind`` of ((index // div) % mod) * mul, with the names of
+    ``reduce_params`` ("d", "n", "s" for ``div``, ``mod``, ``mul``)."""
+    terms = [f"(({index} // {kind}{div}{q}_) % {kind}{mod}{q}_) * {kind}{mul}{q}_"
+             for q in range(region.groups.count(kind))]
+    return " + ".join(terms) or "0"
+
+
+def _out_index(region, i):
+    """The output element of the region's flat index ``i``."""
+    return _group_sum(region, "k", i, "d", "n", "s")
 
 
 def _params(region):
@@ -274,6 +332,18 @@ def forward_source(region):
     last = f"v{len(region.ops) - 1}"
     params = _params(region)
     lines = _header(region)
+    if _partial(region) and target is _CPU and region.groups[-1] == "k":
+        # NOTE: a block's values go to a float32 scratch row, then add into a contiguous run
+        # of float64 accumulators: two loops that vectorize (one loop adding into the
+        # accumulators ran 1.6x slower). No horizontal sum, so no fast-math flags.
+        return "\n".join(lines + [
+            _JIT, f"def forward({', '.join(params + ['out'])}):", *_prologue(region),
+            "    acc = np.zeros(out.size)",
+            f"    tmp_ = np.empty(min(inner_, {_BLOCK}), {_NP_TYPE[region.dtype]})",
+            *_chunked_blocks(region, [*_loop_reads(region, ""), *body, f"tmp_[c_] = {last}"],
+                             after=["acc_c = acc[ob_ + k_:ob_ + e_]",
+                                    "for c_ in range(e_ - k_):", "    acc_c[c_] += tmp_[c_]"]),
+            *_partial_finish(region)]) + "\n"
     if region.reduce:
         args = [f"a{j}" for j in range(region.n_arrays)] + [f"s{j}" for j in
                                                             range(region.n_scalars)]
@@ -281,6 +351,22 @@ def forward_source(region):
                                        [f"s{j}" for j in range(region.n_scalars)]) + ")")
         lines += [target.device_jit, f"def element({', '.join(args)}):",
                   *(f"    {s}" for s in body), f"    return {last}", ""]
+        if _partial(region) and target is _CUDA:
+            # one thread per output element, walking its reduced elements in a float64 total
+            return "\n".join(lines + [
+                _CUDA.jit, f"def forward({', '.join(params + ['out'])}):", *_prologue(region),
+                "    for o in range(cuda.grid(1), out.size, cuda.gridsize(1)):",
+                f"        b_ = {_group_sum(region, 'k', 'o', 's', 'n', 'd')}",
+                "        total = 0.0", "        for r_ in range(nred_):",
+                f"            i = b_ + {_group_sum(region, 'r', 'r_', 's', 'n', 'd')}",
+                f"            total += {call}",
+                f"        out[o] = {_NP_TYPE[region.dtype]}(total * scale_)", ""]) + "\n"
+        if _partial(region):  # the last group is reduced: each chunk adds into one element
+            return "\n".join(lines + [
+                _JIT_SUM, f"def forward({', '.join(params + ['out'])}):", *_prologue(region),
+                "    acc = np.zeros(out.size)",
+                *_chunked_sum(region, [f"part += {call}"], acc="acc[ob_]"),
+                *_partial_finish(region)]) + "\n"
         if target is _CUDA:
             return "\n".join(lines + [_CUDA.jit, f"def forward({', '.join(params + ['acc'])}):",
                                       *_prologue(region),
@@ -289,8 +375,9 @@ def forward_source(region):
         # float64 total: as fast as a plain float32 loop, about as accurate as pairwise summation.
         if _chunked(region):
             return "\n".join(lines + [_JIT_SUM, f"def forward({', '.join(params)}):",
-                                      *_prologue(region),
-                                      *_chunked_sum(region, [f"part += {call}"])]) + "\n"
+                                      *_prologue(region), "    acc = 0.0",
+                                      *_chunked_sum(region, [f"part += {call}"]),
+                                      "    return acc", ""]) + "\n"
         lines += [_JIT_SUM, f"def forward({', '.join(params)}):",
                   *_prologue(region), "    acc = 0.0", f"    n = {_size(region)}",
                   f"    blocks = n // {_BLOCK}", "    for b in range(blocks):",
@@ -303,6 +390,12 @@ def forward_source(region):
         lines += [target.jit, f"def forward({', '.join(params + ['out'])}):", *_prologue(region),
                   *_element_loop(region, "out.size", [*body, f"out[i] = {last}"], ["out"]), ""]
     return "\n".join(lines) + "\n"
+
+
+def _partial_finish(region):
+    """The CPU partial reduction's output: its float64 accumulators times ``scale_``."""
+    return ["    for q_ in range(out.size):",
+            f"        out[q_] = {_NP_TYPE[region.dtype]}(acc[q_] * scale_)", ""]
 
 
 def _backward_lines(region, mask):
@@ -343,7 +436,16 @@ def backward_source(region, mask):
     g_params = ["g_"]
     g_read = [] if region.reduce else ["g = g_[i]"]
     g_pro = [f"    g = {np_type}(g_)"] if region.reduce else []
-    if region.reduce and target is _CUDA:
+    head = []
+    if _partial(region):  # g_ has the output's size: read through the output's index map
+        g_pro = [f"    sc_ = {np_type}(scale_)"]
+        if target is _CUDA:
+            g_read = [f"g = g_[{_out_index(region, 'i')}] * sc_"]
+        elif region.groups[-1] == "r":
+            head = ["g = g_[ob_] * sc_"]
+        else:
+            head, g_read = ["g_c = g_[ob_:ob_ + inner_]"], ["g = g_c[c_] * sc_"]
+    elif region.reduce and target is _CUDA:
         g_params.append("n_")
         g_pro = [f"    g = {np_type}(g_[()] / n_)"]
     src = _header(region) + [
@@ -353,7 +455,8 @@ def backward_source(region, mask):
         *_element_loop(region, f"ga{outs[0]}_.size", [
             *g_read, *_forward_lines(region), *lines,
             *(f"ga{j}_[i] = {f'ga{j}' if f'ga{j}' in defined else f'{np_type}(0)'}"
-              for j in outs)], [*(["g_"] if g_read else []), *(f"ga{j}_" for j in outs)]), ""]
+              for j in outs)], [*(["g_"] if g_read == ["g = g_[i]"] else []),
+                                *(f"ga{j}_" for j in outs)], head), ""]
     return "\n".join(src) + "\n"
 
 
@@ -386,9 +489,9 @@ def forward_grad_source(region, mask):
     if _chunked(region):
         return "\n".join(src + [
             _JIT_SUM, f"def forward_grad({', '.join(params)}):", *_prologue(region),
-            f"    g = {np_type}(g_)",
+            f"    g = {np_type}(g_)", "    acc = 0.0",
             *_chunked_sum(region, [f"r = {call}", "part += r[0]", *store],
-                          [f"ga{j}_" for j in outs])]) + "\n"
+                          [f"ga{j}_" for j in outs]), "    return acc", ""]) + "\n"
     src += [
         _JIT_SUM,
         f"def forward_grad({', '.join(params)}):",

@@ -1,6 +1,7 @@
 """Fused regions on CUDA: the generated kernels launched on device arrays, nothing read back.
 
-A region ending in a sum/mean adds each block's partial sum into a one-element float64
+A region ending in a partial sum/mean launches one thread per output element. A region ending
+in a full sum/mean adds each block's partial sum into a one-element float64
 accumulator (zeroed by a kernel first); ``finish`` writes ``acc * scale`` into the 0-d output in
 the region's dtype. The backward reads the incoming 0-d gradient on the device: it rescales the
 gradients the forward precomputed (for g == 1) with ``scale_by``, or passes it to the backward
@@ -13,7 +14,6 @@ from numba import cuda
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import record
 from jitgrad.backends.cuda import array, runtime
-from jitgrad.compile import _trace
 from jitgrad.compile._fuse import Region
 from jitgrad.compile._trace import Divergence
 from jitgrad.ops import elementwise
@@ -62,7 +62,10 @@ class CudaRegion(Region):
         launch = runtime.grid(self.size)
         devs = [a.dev for a in arrays]
         grads = None
-        if self.reduce:
+        if self.dims is not None:  # one thread per output element
+            out = array.empty(self.out_shape, self.np_dtype)
+            self.forward[runtime.grid(out.size)](*devs, *scalars, out.ravel().dev)
+        elif self.reduce:
             scale = 1.0 / self.size if self.reduce == "mean" else 1.0
             mask = tuple(t._requires_grad for t in tensors)
             acc = runtime.cuda().device_array(1, np.float64)
@@ -91,22 +94,18 @@ class CudaRegion(Region):
             outs = self._reduced([next(it) if m else None for m in mask])
             for o in outs:
                 if o is not None:
-                    scale_by[runtime.grid(o.size)](o.ravel().dev, g.dev)
-            return [None if o is None else Tensor._wrap(o) for o in outs]
-        if self.reduce:
+                    scale_by[runtime.grid(o._data.size)](o._data.ravel().dev, g.dev)
+            return outs
+        if self.reduce and self.dims is None:
             g_args = (g.dev, float(self.size) if self.reduce == "mean" else 1.0)
-        else:
-            if g.shape != self.shape or g.dtype != self.np_dtype or not g.flags.c_contiguous:
-                g = elementwise.cast(g if g.shape == self.shape else g.broadcast_to(self.shape),
+        else:  # a partial reduction's g has the output's shape: the kernel broadcasts it
+            shape = self.shape if self.dims is None else self.out_shape
+            if g.shape != shape or g.dtype != self.np_dtype or not g.flags.c_contiguous:
+                g = elementwise.cast(g if g.shape == shape else g.broadcast_to(shape),
                                      self.np_dtype)
             g_args = (g.ravel().dev,)
         outs = [array.empty(self.shape, self.np_dtype) for m in mask if m]
         self.backward_kernel(mask)[launch](*[a.dev for a in arrays], *scalars, *g_args,
                                            *[o.ravel().dev for o in outs])
         it = iter(outs)
-        return [None if o is None else Tensor._wrap(o)
-                for o in self._reduced([next(it) if m else None for m in mask])]
-
-    def _sum(self, g, axes):
-        """A broadcast input's gradient summed on the device (the eager reduction kernels)."""
-        return _trace.ORIGINAL_SUM(Tensor._wrap(g), axes, True)._data
+        return self._reduced([next(it) if m else None for m in mask])

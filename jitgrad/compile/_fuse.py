@@ -7,28 +7,32 @@ import numpy as np
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class, record
 from jitgrad.backends.cpu import codegen
-from jitgrad.compile import _codegen
+from jitgrad.compile import _codegen, _trace
 from jitgrad.compile._trace import ORIGINAL_APPLY, Divergence, Dummy, Traced
 from jitgrad.ops import _storage, elementwise
+from jitgrad.ops._checks import normalize_dims
 from jitgrad.ops.reduce import sum_to_shape
 from jitgrad.tensor import Tensor
 
 __all__ = ["Recorder", "Plan", "Region"]
 
 _FLOATS = ("float32", "float64")
+_MUL = elementwise.SPECS["mul"]
 # where/copy take bool or any-dtype inputs; compare/logical ops have no derivative
 _FUSABLE = frozenset(id(s) for name, s in elementwise.SPECS.items()
                      if s.grads and s.kind in ("arith", "float") and name not in ("where", "copy"))
 
 
 class _Entry:
-    """One recorded call: ``kind`` is a spec, "sum" or "mean"; ``refs`` per argument."""
+    """One recorded call: ``kind`` is a spec, "sum" or "mean"; ``refs`` per argument; a fusable
+    sum/mean's ``dims`` are None (full) or the reduced dims, ``args`` its (dim, keepdim)."""
 
     __slots__ = ("kind", "refs", "in_shapes", "out", "out_id", "shape", "dtype", "cuda",
-                 "fusable")
+                 "fusable", "dims", "args")
 
     def __init__(self, kind, refs, in_shapes, out, fusable):
         self.kind, self.refs, self.out, self.fusable = kind, refs, out, fusable
+        self.dims, self.args = None, (None, False)
         self.in_shapes = in_shapes
         self.out_id = id(out)
         data = Tensor.__dict__["_data"].__get__(out)
@@ -66,7 +70,7 @@ class Recorder:
         self.keep.append(out)
         if type(out) is Tensor:
             out.__class__ = Traced
-        return out
+        return entry
 
     def apply(self, spec, args):
         return self._run(self._apply, spec, args)
@@ -81,16 +85,19 @@ class Recorder:
                            and a._data.size > 0)
             else:
                 fusable = fusable and type(a) in (int, float)
-        return self._add(spec, args, out, fusable)
+        return self._add(spec, args, out, fusable).out
 
     def reduce(self, kind, original, input, dim, keepdim, dtype):
         return self._run(self._reduce, kind, original, input, dim, keepdim, dtype)
 
     def _reduce(self, kind, original, input, dim, keepdim, dtype):
-        out = original(input, dim, keepdim, dtype=dtype)
-        fusable = (dim is None and not keepdim and dtype is None and isinstance(input, Tensor)
-                   and input._data.dtype.name in _FLOATS)
-        return self._add(kind, (input,), out, fusable)
+        out = original(input, dim, keepdim, dtype=dtype)  # raises on bad arguments first
+        dims = False
+        if dtype is None and isinstance(input, Tensor) and input._data.dtype.name in _FLOATS:
+            dims = _reduced_dims(dim, keepdim, input._data.ndim)
+        entry = self._add(kind, (input,), out, dims is not False)
+        entry.dims, entry.args = (dims or None), (dim, keepdim)
+        return out
 
     def finish(self, outputs):
         """Mark what the function returned as escaping, give traced tensors their class back."""
@@ -108,9 +115,21 @@ class Recorder:
                 t.__class__ = Tensor
 
 
+def _reduced_dims(dim, keepdim, ndim):
+    """None for a full reduction to a 0-d value, the sorted reduced dims for a partial one (a
+    full one with ``keepdim`` included), False where the region cannot end in it."""
+    if dim is None or (not isinstance(dim, int) and len(dim) == 0):
+        return tuple(range(ndim)) if keepdim and ndim else None
+    if not ndim:
+        return False
+    return normalize_dims(dim, ndim)
+
+
 class Region:
     """A fused chain: ``ops`` as (spec, refs) with refs ('a', array slot), ('s', scalar slot) or
-    ('v', earlier op); ``reduce`` None, "sum" or "mean" after the last op. Array slot ``j`` has
+    ('v', earlier op); ``reduce`` None, "sum" or "mean" after the last op, over every element
+    (``dims`` None: a 0-d output) or over ``dims`` (output ``out_shape``, read through the
+    index map of ``_codegen.reduce_params``). Array slot ``j`` has
     shape ``in_shapes[j]``, which broadcasts to ``shape``: the kernels read it through the
     index map ``patterns[j]`` (see ``_codegen.broadcast_pattern``) with the ints
     ``index_args``, and its gradient is summed back to its shape after the backward kernel.
@@ -119,21 +138,26 @@ class Region:
 
     cuda = False
 
-    def __init__(self, ops, reduce, shape, dtype, n_arrays, n_scalars, names, in_shapes=None):
+    def __init__(self, ops, reduce, shape, dtype, n_arrays, n_scalars, names, in_shapes=None,
+                 dims=None, keepdim=False):
         self.ops, self.reduce, self.shape, self.dtype = ops, reduce, shape, dtype
         self.n_arrays, self.n_scalars, self.names = n_arrays, n_scalars, names
+        self.dims, self.keepdim = dims, keepdim
         self.size = int(np.prod(shape))
         self.np_dtype = np.dtype(dtype)
         self.in_shapes = tuple(in_shapes) if in_shapes is not None else (shape,) * n_arrays
         found = [_codegen.broadcast_pattern(s, shape) for s in self.in_shapes]
         self.patterns = tuple(code for code, _ in found)
         self.index_args = ()  # the ints of _codegen.index_params
-        if any(code not in "fx" for code in self.patterns):
+        reduce_args = self._reduce_layout() if dims is not None else ()
+        if reduce_args or any(code not in "fx" for code in self.patterns):
             inner = 0  # the chunk of the CPU loops: every "r" input's m and "c"/"b" input's d
             for code, ints in found:
                 inner = math.gcd(inner, ints[0]) if code in "rcb" else inner
+            if reduce_args:  # and the size of the reduction's last group
+                inner = math.gcd(inner, reduce_args[-4])
             self.index_args = ((self.size,) + ((inner,) if inner else ()) +
-                               tuple(n for _, ints in found for n in ints))
+                               tuple(n for _, ints in found for n in ints) + reduce_args)
         # per slot: the axes (of ``shape``) its gradient sums over, None when it is full-size
         self.grad_axes = tuple(None if code == "f" else _sum_axes(s, shape)
                                for s, code in zip(self.in_shapes, self.patterns))
@@ -144,6 +168,33 @@ class Region:
         self.node_cls = node_class("CompiledFunctionBackward", _node_backward)
         self.node_cls.region = self
 
+    def _reduce_layout(self):
+        """Set ``groups``, ``out_shape``, ``keep_shape``, ``nred`` for a partial reduction and
+        return the values of ``_codegen.reduce_params``."""
+        dims = self.dims
+        self.keep_shape = tuple(1 if d in dims else n for d, n in enumerate(self.shape))
+        self.out_shape = (self.keep_shape if self.keepdim else
+                          tuple(n for d, n in enumerate(self.shape) if d not in dims))
+        self.nred = int(np.prod([self.shape[d] for d in dims]))
+        groups = []  # [kind, size]: dims of size 1 dropped, neighbours of one kind merged
+        for d, n in enumerate(self.shape):
+            kind = "r" if d in dims else "k"
+            if n == 1:
+                continue
+            if groups and groups[-1][0] == kind:
+                groups[-1][1] *= n
+            else:
+                groups.append([kind, n])
+        groups = groups or [["r", 1]]
+        self.groups = "".join(kind for kind, _ in groups)
+        ints = []
+        for q, (kind, n) in enumerate(groups):
+            after = groups[q + 1:]
+            ints += [int(np.prod([m for _, m in after])), n,
+                     int(np.prod([m for k, m in after if k == kind]))]
+        scale = 1.0 / self.nred if self.reduce == "mean" else 1.0
+        return (*ints, self.nred, scale)
+
     @property
     def forward(self):
         """The forward kernel, imported on first use (a loss region with grads never needs it)."""
@@ -152,7 +203,10 @@ class Region:
         return self._forward
 
     def describe(self):
-        return " -> ".join(self.names + ([self.reduce] if self.reduce else []))
+        end = [self.reduce] if self.reduce else []
+        if self.dims is not None:
+            end = [f"{self.reduce}(dim={self.dims}{', keepdim=True' if self.keepdim else ''})"]
+        return " -> ".join(self.names + end)
 
     def backward_kernel(self, mask):
         k = self._backward.get(mask)
@@ -174,19 +228,23 @@ class Region:
             d = t._data
             if d.shape != shape or d.dtype != self.np_dtype or type(d) is not np.ndarray:
                 raise Divergence("region input changed shape, dtype or device")
-            if code == "x":
-                d = np.broadcast_to(d, self.shape)
-            arrays.append(np.ascontiguousarray(d).reshape(-1))
+            if code == "x":  # a broadcast the index maps do not cover: expanded by a copy
+                d = elementwise.cast(np.broadcast_to(d, self.shape), self.np_dtype)
+            arrays.append(elementwise.contiguous(d).reshape(-1))
         scalars = scalars + self.index_args
         grads = None
-        if self.reduce:
+        if self.dims is not None:
+            out = np.empty(self.out_shape, self.np_dtype)
+            self.forward(*arrays, *scalars, out.reshape(-1))
+        elif self.reduce:
             scale = 1.0 / self.size if self.reduce == "mean" else 1.0
             mask = tuple(t._requires_grad for t in tensors)
             if grad_mode.is_grad_enabled() and any(mask):
                 # NOTE: a loss-like region computes its gradients for g == 1 in the forward pass
                 # (one pass instead of two); the backward rescales them by the incoming g.
-                grads = [np.empty(self.size, self.np_dtype) for m in mask if m]
-                acc = self.forward_grad_kernel(mask)(*arrays, *scalars, scale, *grads)
+                grads = [np.empty(self.shape, self.np_dtype) for m in mask if m]
+                acc = self.forward_grad_kernel(mask)(*arrays, *scalars, scale,
+                                                     *[o.reshape(-1) for o in grads])
             else:
                 acc = self.forward(*arrays, *scalars)
             out = np.array(acc * scale, self.np_dtype)
@@ -202,39 +260,39 @@ class Region:
             saved[3] = None  # handed over: a retained graph's next backward recomputes
             factor = g.item()
             it = iter(grads)
-            outs = [next(it) if m else None for m in mask]
-            outs = self._reduced(outs)
+            outs = self._reduced([next(it) if m else None for m in mask])
             if factor != 1.0:
                 for o in outs:
                     if o is not None:
-                        np.multiply(o, o.dtype.type(factor), out=o)
-            return [None if o is None else Tensor._wrap(o) for o in outs]
-        if self.reduce:
+                        elementwise.apply_(_MUL, o, (o, factor))
+            return outs
+        if self.reduce and self.dims is None:
             g = g.item() / self.size if self.reduce == "mean" else g.item()
-        elif g.shape != self.shape or g.dtype != self.np_dtype or not g.flags.c_contiguous:
-            g = np.ascontiguousarray(np.broadcast_to(g, self.shape), self.np_dtype).reshape(-1)
-        else:
+        else:  # a partial reduction's g has the output's shape: the kernel broadcasts it
+            shape = self.shape if self.dims is None else self.out_shape
+            if g.shape != shape or g.dtype != self.np_dtype or not g.flags.c_contiguous:
+                g = elementwise.cast(np.broadcast_to(g, shape), self.np_dtype)
             g = g.reshape(-1)
         outs = [np.empty(self.shape, self.np_dtype) for m in mask if m]
         self.backward_kernel(mask)(*arrays, *scalars, g, *[o.reshape(-1) for o in outs])
         it = iter(outs)
-        return [None if o is None else Tensor._wrap(o)
-                for o in self._reduced([next(it) if m else None for m in mask])]
+        return self._reduced([next(it) if m else None for m in mask])
 
     def _reduced(self, grads):
-        """Per slot: its full-size flat gradient (or None) summed back to the slot's shape."""
+        """Per slot: a Tensor of its region-shaped gradient buffer (or None) summed back to the
+        slot's shape (eager sum kernel), marked ``_fresh``: only the engine holds these
+        buffers, so ``.grad`` may take them without a copy."""
         out = []
         for g, axes, shape in zip(grads, self.grad_axes, self.in_shapes):
             if g is not None:
-                g = g.reshape(self.shape)
+                g = Tensor._wrap(g)
                 if axes is not None:
-                    g = self._sum(g, axes)
-                g = g.reshape(shape)
+                    g = _trace.ORIGINAL_SUM(g, axes, True)
+                g._fresh = True
+                if g._data.shape != shape:
+                    g = g.reshape(shape)
             out.append(g)
         return out
-
-    def _sum(self, g, axes):
-        return np.add.reduce(g, axis=axes, dtype=self.np_dtype, keepdims=True)
 
     def graph_backward(self, tensors, scalars, g, mask):
         """create_graph: the region re-evaluated with eager ops, derivatives as Tensor formulas."""
@@ -245,7 +303,10 @@ class Region:
                     for kind, i in refs]
             inputs.append(args)
             values.append(ORIGINAL_APPLY(spec, args))
-        if self.reduce:
+        if self.dims is not None:
+            g = (g / self.nred if self.reduce == "mean" else g).reshape(self.keep_shape)
+            g = g.expand(self.shape)
+        elif self.reduce:
             g = (g / self.size if self.reduce == "mean" else g).expand(self.shape)
         adjoint = {("v", len(self.ops) - 1): g}
         for k in range(len(self.ops) - 1, -1, -1):
@@ -329,10 +390,11 @@ def _group(entries, escaped):
 class _Step:
     """Replay instructions for one recorded call."""
 
-    __slots__ = ("kind", "region", "actions", "dummy", "is_root")
+    __slots__ = ("kind", "region", "actions", "dummy", "is_root", "args")
 
     def __init__(self, kind, region=None, actions=None, is_root=False):
         self.kind, self.region, self.actions, self.is_root = kind, region, actions, is_root
+        self.args = (None, False)  # a fused sum/mean's traced (dim, keepdim)
         self.dummy = None if region is None or is_root else Dummy.make()
 
 
@@ -388,12 +450,14 @@ class Plan:
         if entries[ew[0]].cuda:
             from jitgrad.compile._cuda import CudaRegion as cls
         region = cls(ops, reduce, shape, entries[ew[0]].dtype, len(slots), n_scalars,
-                     [entries[k].kind.name for k in ew], tuple(in_shapes))
+                     [entries[k].kind.name for k in ew], tuple(in_shapes), root.dims,
+                     bool(root.args[1]))
         region.index = len(self.regions)
         self.regions.append(region)
         steps = [_Step(entries[k].kind, region, a, k == ks[-1]) for k, a in zip(ew, step_actions)]
         if reduce:
             steps.append(_Step(root.kind, region, (("v", len(ew) - 1, None),), True))
+            steps[-1].args = root.args
         for k, step in zip(ks, steps):
             self.steps[k] = step
         for step in steps:  # an inner value's dummy, checked where it is read
@@ -466,7 +530,7 @@ class Replayer:
                 return original(input, dim, keepdim, dtype=dtype)
             finally:
                 self.inside = False
-        if dim is not None or keepdim or dtype is not None:
+        if dtype is not None or (dim, keepdim) != step.args:
             raise Divergence("reduction arguments changed")
         return self._member(step, (input,))
 

@@ -1,6 +1,6 @@
 """Recording and replaying the elementwise / sum calls a function makes.
 
-While a compiled function runs, ``elementwise.apply`` and the full ``sum``/``mean`` entry points
+While a compiled function runs, ``elementwise.apply`` and the ``sum``/``mean`` entry points
 are swapped for wrappers that hand each call to the thread's active tape (a ``Recorder`` on the
 first call, a ``Replayer`` later) and are restored when the last compiled call returns. Other
 threads, and every other op, run untouched.

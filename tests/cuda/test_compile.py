@@ -338,3 +338,58 @@ def test_broadcast_regions_make_no_host_copies(bshape):
         cfn(x, w, b).backward()
     assert (runtime.transfers.to_host, runtime.transfers.to_device) == (to_host, to_device)
     assert b.grad.device.type == "cuda" and b.grad.shape == b.shape
+
+
+# --- partial reductions -------------------------------------------------------------------------
+
+_PARTIAL = [  # (value shape, bias shape, reduction, the region's groups)
+    ((2, 3), (3,), lambda v: v.sum(1), "kr"),
+    ((2, 3), (2, 1), lambda v: v.mean(0, keepdim=True), "rk"),
+    ((2, 2, 3), (3,), lambda v: v.sum((0, -1)), "rkr"),
+    ((2, 2, 2), (), lambda v: v.mean(1), "krk"),
+]
+
+
+@pytest.mark.parametrize("shape,bshape,reduction,groups", _PARTIAL)
+def test_partial_reductions_end_the_region(shape, bshape, reduction, groups):
+    def fn(x, w, b):
+        return reduction(((x * w + b).tanh() * x).sigmoid())
+
+    cfn = compile(fn)
+    _check_same_bcast(fn, cfn, _bcast_inputs(bshape, shape=shape), calls=2)
+    (region,) = _regions(cfn)
+    assert region.cuda and region.groups == groups
+    text = cfn.explain()
+    assert "@cuda.jit" in text and "njit" not in text and "range(nred_)" in text
+
+
+def test_partial_reduction_float64_retain_graph_accumulation_and_no_host_copies():
+    cfn = compile(lambda x, w: ((x * 2 + 1).tanh() * w).mean(-1, keepdim=True))
+    x, w = _inputs(dtype=np.float64)
+    want = jitgrad.autograd.grad((((x * 2 + 1).tanh() * w).mean(-1, keepdim=True) ** 2).sum(),
+                                 (x, w))
+    (cfn(x, w) ** 2).sum().backward()  # the trace (eager)
+    to_host, to_device = runtime.transfers.to_host, runtime.transfers.to_device
+    x.grad = w.grad = None
+    loss = (cfn(x, w) ** 2).sum()
+    loss.backward(retain_graph=True)
+    loss.backward()
+    (cfn(x, w) ** 2).sum().backward()  # accumulated: three times the gradient
+    assert (runtime.transfers.to_host, runtime.transfers.to_device) == (to_host, to_device)
+    for t, g in zip((x, w), want):
+        assert t.grad.device.type == "cuda" and t.grad.shape == g.shape
+        np.testing.assert_allclose(_host(t.grad), 3 * _host(g), **TOL[np.float64])
+
+
+def test_partial_reduction_create_graph_falls_back_to_eager_formulas():
+    cfn = compile(lambda x, w: ((x * w).tanh() * x).sum(0))
+    x, w = _inputs(dtype=np.float64)
+    results = []
+    for f in (lambda x, w: ((x * w).tanh() * x).sum(0), cfn, cfn):
+        x.grad = w.grad = None
+        (gx,) = jitgrad.autograd.grad((f(x, w) ** 2).sum(), [x], create_graph=True)
+        (gx * gx).sum().backward()
+        results.append((_host(gx), _host(x.grad), _host(w.grad)))
+    for got in results[1:]:
+        for a, b in zip(got, results[0]):
+            np.testing.assert_allclose(a, b, **TOL[np.float64])
