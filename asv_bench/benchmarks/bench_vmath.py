@@ -1,20 +1,33 @@
-"""jitgrad's vectorized math in a flat numba loop against numpy's SIMD ufuncs, 1M elements."""
+"""jitgrad's vectorized math in a flat numba loop against numpy's SIMD ufuncs, 1M elements.
+
+erf has no numpy ufunc: scipy.special.erf stands in. sqrt/rsqrt are hardware sqrt in both.
+``Gelu`` times jitgrad.nn.functional.gelu against the same formula in numpy/scipy.
+"""
 
 import numpy as np
+import scipy.special
 from numba import njit
 
 from jitgrad.backends.cpu import vmath
 
-from .common import array
+from .common import array, tensor
 
 _NUMPY = {
     "exp": np.exp, "log": np.log, "tanh": np.tanh, "sin": np.sin, "cos": np.cos,
-    "expm1": np.expm1, "log1p": np.log1p, "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "expm1": np.expm1, "log1p": np.log1p, "sigmoid": scipy.special.expit,
+    "erf": scipy.special.erf, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x),
+    "pow_scalar": lambda x, y: np.power(x, y), "pow_array": np.power,
 }
+_POSITIVE = ("log", "log1p", "sqrt", "rsqrt", "pow_scalar", "pow_array")
+
+
+@njit(inline="always")
+def _rsqrt(x):
+    return 1 / np.sqrt(x)
 
 
 def _loop(fn):
-    @njit(cache=False)
+    @njit(cache=False, error_model="numpy")
     def kernel(x, out):
         for i in range(x.size):
             out[i] = fn(x[i])
@@ -22,7 +35,22 @@ def _loop(fn):
     return kernel
 
 
-_KERNELS = {name: _loop(getattr(vmath, name)) for name in _NUMPY}
+@njit(cache=False, error_model="numpy")
+def _pow_scalar(x, y, out):
+    for i in range(x.size):  # y loop-invariant, as in tensor ** scalar
+        out[i] = vmath.pow(x[i], y)
+
+
+@njit(cache=False, error_model="numpy")
+def _pow_array(x, y, out):
+    for i in range(x.size):
+        out[i] = vmath.pow(x[i], y[i])
+
+
+_KERNELS = {name: _loop(getattr(vmath, name)) for name in vmath.__all__ if name != "pow"}
+_KERNELS["sqrt"] = _loop(njit(inline="always")(lambda x: np.sqrt(x)))
+_KERNELS["rsqrt"] = _loop(_rsqrt)
+_KERNELS["pow_scalar"], _KERNELS["pow_array"] = _pow_scalar, _pow_array
 
 
 class VectorMath:
@@ -30,9 +58,14 @@ class VectorMath:
     param_names = ["function", "dtype", "implementation"]
 
     def setup(self, function, dtype, implementation):
-        low = 0.01 if function in ("log", "log1p") else -5.0
+        low = 0.01 if function in _POSITIVE else -5.0
         self.x = array((1_000_000,), dtype, 0, low, 5.0)
         self.out = np.empty_like(self.x)
+        self.args = (self.x,)
+        if function == "pow_scalar":
+            self.args = (self.x, self.x.dtype.type(2.5))
+        elif function == "pow_array":
+            self.args = (self.x, array((1_000_000,), dtype, 1, -3.0, 3.0))
         self.kernel = _KERNELS[function]
         self.ufunc = _NUMPY[function]
         self.implementation = implementation
@@ -40,6 +73,36 @@ class VectorMath:
 
     def time_1m(self, *_):
         if self.implementation == "vmath":
-            self.kernel(self.x, self.out)
+            self.kernel(*self.args, self.out)
         else:
-            self.ufunc(self.x)
+            self.ufunc(*self.args)
+
+
+_SQRT1_2, _TANH_C = 0.7071067811865476, 0.7978845608028654
+
+
+def _gelu_numpy(x, approximate):
+    t = x.dtype.type
+    if approximate == "tanh":
+        return t(0.5) * x * (1 + np.tanh(t(_TANH_C) * (x + t(0.044715) * x * x * x)))
+    return t(0.5) * x * (1 + scipy.special.erf(x * t(_SQRT1_2)))
+
+
+class Gelu:
+    params = (["none", "tanh"], ["float32", "float64"], ["jitgrad", "numpy"])
+    param_names = ["approximate", "dtype", "implementation"]
+
+    def setup(self, approximate, dtype, implementation):
+        import jitgrad
+        import jitgrad.nn.functional as F
+
+        self.x = tensor(jitgrad, (1_000_000,), dtype, 0, low=-5.0, high=5.0)
+        self.xn = self.x.numpy()
+        if implementation == "jitgrad":
+            self.fn = lambda: F.gelu(self.x, approximate=approximate)
+        else:
+            self.fn = lambda: _gelu_numpy(self.xn, approximate)
+        self.fn()
+
+    def time_1m(self, *_):
+        self.fn()

@@ -65,9 +65,25 @@ class _TypedConstants(ast.NodeTransformer):
         return ast.parse(f"{self.np_type}({node.value!r})", mode="eval").body
 
 
-def scalar_expr(formula, dtype_name):
-    """The formula as numba source, with constants typed for ``dtype_name``."""
+class _VectorPow(ast.NodeTransformer):
+    """``a ** b`` -> ``pow(a, b)``: vmath's pow, which vectorizes, for numba's scalar libm call."""
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Pow):
+            return ast.Call(ast.Name("pow", ast.Load()), [node.left, node.right], [])
+        return node
+
+
+def scalar_expr(formula, dtype_name, vector_pow=False):
+    """The formula as numba source, with constants typed for ``dtype_name``.
+
+    ``vector_pow``: float ``**`` calls vmath's ``pow`` (the module must import it); integer
+    dtypes keep numba's exact integer power.
+    """
     tree = ast.parse(formula, mode="eval")
+    if vector_pow and dtype_name.startswith("float"):
+        tree = _VectorPow().visit(tree)
     return ast.unparse(_TypedConstants(_NP_TYPE[dtype_name]).visit(tree))
 
 
@@ -109,7 +125,8 @@ def _cpu_loop(layout):
 
 
 CPU_TARGET = ([f"# scalar functions {_SCALAR_HASH}", "import numpy as np", "from numba import njit",
-               "from jitgrad.backends.cpu.scalar import *  # noqa: F403", ""],
+               "from jitgrad.backends.cpu.scalar import *  # noqa: F403",
+               "from jitgrad.backends.cpu.vmath import pow  # noqa: F401", ""],
               '@njit(cache=True, error_model="numpy")', _cpu_loop)
 
 
@@ -126,7 +143,7 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
     params = ", ".join(f"{name}_" for name in inputs) + ", out"
     idx_nd = ", ".join(f"i{d}" for d in range(MAX_DIMS))
     for dtype_name in dtype_names:
-        expr = scalar_expr(formula, dtype_name)
+        expr = scalar_expr(formula, dtype_name, vector_pow=target is CPU_TARGET)
         np_type = _NP_TYPE[dtype_name]
         for mask in masks(len(inputs)):
             scalars = [f"    {n} = {np_type}({n}_)" for n, m in zip(inputs, mask) if m == "s"]

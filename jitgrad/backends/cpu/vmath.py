@@ -12,7 +12,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "expm1", "log", "log1p", "tanh", "sigmoid", "sin", "cos", "erf"]
+__all__ = ["exp", "expm1", "log", "log1p", "tanh", "sigmoid", "sin", "cos", "erf", "pow"]
 
 # Use: ``from jitgrad.backends.cpu.vmath import tanh`` and call ``tanh(v)`` inside @njit code on
 # a float32 (computed in float32), float64, or integer/bool (computed as float64) scalar. Calls
@@ -56,6 +56,25 @@ def _mad(typingctx, a, b, c):
 
 
 @intrinsic
+def _fma(typingctx, a, b, c):
+    """a*b + c rounded once (llvm.fma): the exact products of pow's double-double arithmetic.
+
+    One instruction where the CPU has FMA (x86-64 since 2013, all arm64); elsewhere LLVM calls
+    libm's fma, correct but slow.
+    """
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, sig, args):
+        lt = context.get_value_type(sig.return_type)
+        fnty = ir.FunctionType(lt, [lt, lt, lt])
+        fn = builder.module.declare_intrinsic("llvm.fma", [lt], fnty)
+        return builder.call(fn, args)
+
+    return a(a, a, a), codegen
+
+
+@intrinsic
 def _pow2i(typingctx, k):
     """2**k for an integer-valued float k whose power of two is a normal number.
 
@@ -90,6 +109,38 @@ def _frexp2(typingctx, x):
         e = builder.ashr(builder.sub(ix, ir.Constant(it, sqrt_half)), ir.Constant(it, mb))
         m = builder.bitcast(builder.sub(ix, builder.shl(e, ir.Constant(it, mb))), ft)
         return context.make_tuple(builder, sig.return_type, [m, builder.sitofp(e, ft)])
+
+    return types.UniTuple(x, 2)(x), codegen
+
+
+@intrinsic
+def _log1p_split(typingctx, x):
+    """(f, k) with 1 + x == (1 + f) * 2**k, f in [-1/4, 1/2), for x > -1 (f is exact but for k
+    past the mantissa width, where the lost 2**-k no longer matters).
+
+    k comes from the exponent of u = 1 + x (rounded), offset so that u*2**-k lies in [3/4, 3/2);
+    then f = x*2**-k + (2**-k - 1), where x*2**-k is an exponent subtraction and the sum is exact
+    for this range (the split ARM's optimized-routines use for log1pf).
+    """
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ft = context.get_value_type(x)
+        it, mb, bias, _ = _int_layout(x)
+        three_quarters = (bias - 1) << mb | 1 << (mb - 1)
+        u = builder.fadd(args[0], ir.Constant(ft, 1.0))
+        ki = builder.sub(builder.bitcast(u, it), ir.Constant(it, three_quarters))
+        ki = builder.and_(ki, ir.Constant(it, -(1 << mb)))
+        xs = builder.bitcast(builder.sub(builder.bitcast(args[0], it), ki), ft)
+        # NOTE: 4*2**-k stays normal for k = 128 / 1024 (x near the largest finite float).
+        s4 = builder.bitcast(builder.sub(ir.Constant(it, (bias + 2) << mb), ki), ft)
+        fnty = ir.FunctionType(ft, [ft, ft, ft])
+        fma = builder.module.declare_intrinsic("llvm.fmuladd", [ft], fnty)
+        c = builder.call(fma, [ir.Constant(ft, 0.25), s4, ir.Constant(ft, -1.0)])
+        f = builder.fadd(xs, c)
+        k = builder.sitofp(builder.ashr(ki, ir.Constant(it, mb)), ft)
+        return context.make_tuple(builder, sig.return_type, [f, k])
 
     return types.UniTuple(x, 2)(x), codegen
 
@@ -222,6 +273,14 @@ _LOG32 = _f32(0.3333333134651184, -0.250008225440979, 0.20001228153705597, -0.16
 # fdlibm form: log1p(f) = f - s*(f - R), s = f/(2+f), R = z*P(z), z = s^2; fit error 0.011 ulp
 _LOG64 = _f64(0.6666666666666734, 0.39999999999414326, 0.28571428742474536, 0.22222198563507586,
               0.18183564865998464, 0.15314035843680962, 0.1479610542432183)
+# log1p(f) = f - f^2/2 + f^3 * P(f), f in [-1/4, 1/2] (the range of _log1p_split); weighted
+# minimax (LP on a dense grid) for relative error, fit error 0.11 ulp
+_LOG1P32 = _f32(0.3333348333835602, -0.2500022351741791, 0.1998923420906067, -0.16640055179595947,
+                0.1448909491300583, -0.1325121819972992, 0.10596005618572235, -0.045589447021484375)
+# the fdlibm form of _LOG64 refitted (Chebyshev) for s = f/(2+f) in [-1/7, 1/5]; fit error 0.02 ulp
+_LOG1P64 = _f64(0.6666666666666666, 0.4000000000000794, 0.28571428567275936, 0.2222222304835159,
+                0.18181737626302938, 0.15388867805613718, 0.13209708242059462,
+                0.13609030262858499)
 _MIN_NORMAL32, _MIN_NORMAL64 = _f32(1.1754943508222875e-38), _f64(2.2250738585072014e-308)
 _TWO23_32, _N23_32 = _f32(8388608.0), _f32(-23.0)
 _TWO54_64, _N54_64 = _f64(18014398509481984.0), _f64(-54.0)
@@ -278,6 +337,29 @@ _ERFC64 = _f64(-1.0075867657507998e-05, 0.5645832311082367, 0.557101338583131,
 _ERF_T32, _ERF_T64 = _f32(0.921875), _f64(0.921875)
 # NOTE: erf rounds to +-1 beyond these.
 _ERF_CLAMP32, _ERF_CLAMP64 = _f32(4.0), _f64(5.95)
+
+# pow, float32 (computed in float64): log2(1 + f) = f * P(f) for f in [sqrt(1/2)-1, sqrt(2)-1]
+# and 2**r = Q(r) for |r| <= 1/2 (Chebyshev fits, errors 2**-35 and 2**-40: far below a float32
+# ulp even after y*log2(x) multiplies the first by up to 150).
+_POW_LOG2_32 = _f64(1.4426950408708001, -0.7213475209645678, 0.4808983602257586,
+                    -0.3606736551116225, 0.28853738945586715, -0.2404543416829088,
+                    0.20617300241671624, -0.18027113005305953, 0.15878122632807481,
+                    -0.14348655462169693, 0.14496051914196942, -0.14147494476837683,
+                    0.07555245185556171)
+_POW_EXP2_32 = _f64(1.0, 0.6931471805459335, 0.2402265069581299, 0.05550410941205933,
+                    0.009618129159402558, 0.0013333450568000645, 0.00015403455852453838,
+                    1.5310079402249296e-05, 1.3255224878668817e-06)
+_POW_CLAMP32 = (_f64(-160.0), _f64(130.0))
+# pow, float64: log1p(f) = 2s + 2s^3/3 + s^5 * P(s^2), s = f/(2+f), s^2 <= 0.0295 (Chebyshev fit
+# of P, error 2**-57 relative); the first two terms are carried as double-doubles.
+_POW_LOG64 = _f64(0.4, 0.2857142857142937, 0.22222222221652765, 0.18181818336099848,
+                  0.1538459488700718, 0.1333480879881234, 0.11706126464563398,
+                  0.11724327060846747)
+_TWO_THIRDS_HI, _TWO_THIRDS_LO = _f64(2 / 3), _f64(3.700743415417188e-17)
+_POW_BIG64 = _f64(1000.0)
+# float32 and float64 constants of _pow_finish: 1, 0, inf, nan, 2**mant, 2**(mant+1)
+_POW_C32 = _f32(1.0, 0.0, np.inf, np.nan, 2.0**23, 2.0**24)
+_POW_C64 = _f64(1.0, 0.0, np.inf, np.nan, 2.0**52, 2.0**53)
 
 
 # ---------------------------------------------------------------- exp, expm1
@@ -404,40 +486,22 @@ def _log64(x):
 
 @njit(**_JIT)
 def _log1p32(x):
-    u = x + _O32
-    m, e = _frexp2(u)
-    f = m - _O32
-    # NOTE: c is the rounding error of u = 1 + x (Fast2Sum with the larger of 1 and x first, as
-    # in fdlibm's log1p). f + c*2**-e is the exact reduced argument; its own rounding error d
-    # enters as d/(1+f) ~ d*(1-f) (relative error f^2 < 18% of a sub-ulp term, no division).
-    # For e = 0, f + c is x exactly. 2**-e is built as 2**(1-e)/2, which is 0 rather than
-    # garbage for e = 128, where c no longer matters.
-    big = x > _O32
-    c = (_O32 if big else x) - (u - (x if big else _O32))
-    c = c * (_pow2i(_O32 - e) * _H32)
-    ff = f + c
-    d = (f - ff) + c
-    y = _mad(d, _O32 - ff, _log1p_core32(ff))
-    y = _mad(e, _LN2LO32, y)
-    y = _mad(e, _LN2HI32, y)
-    y = _log_special32(u, y)
+    f, k = _log1p_split(x)
+    f2 = f * f
+    y = _mad(f2 * f, _horner(f, _LOG1P32), _mad(f2, -_H32, f))
+    y = _mad(k, _LN2HI32, _mad(k, _LN2LO32, y))
+    y = _log_special32(x + _O32, y)
     return x if x == _Z32 else y
 
 
 @njit(**_JIT)
 def _log1p64(x):
-    u = x + _O64
-    m, e = _frexp2(u)
-    f = m - _O64
-    big = x > _O64
-    c = (_O64 if big else x) - (u - (x if big else _O64))
-    c = c * (_pow2i(_O64 - e) * _H64)
-    ff = f + c
-    d = (f - ff) + c
-    s = ff / (_T64 + ff)
+    f, k = _log1p_split(x)
+    # NOTE: fdlibm's log(1+f) = f - s*(f - R) as in _log64; f is exact, so nothing else to carry.
+    s = f / (_T64 + f)
     z = s * s
-    w = _mad(s, _mad(-z, _horner(z, _LOG64), ff), _mad(e, _NLN2LO64, -d * (_O64 - ff)))
-    y = _log_special64(u, _mad(e, _LN2HI64, ff - w))
+    w = _mad(s, _mad(-z, _horner(z, _LOG1P64), f), k * _NLN2LO64)
+    y = _log_special64(x + _O64, _mad(k, _LN2HI64, f - w))
     return x if x == _Z64 else y
 
 
@@ -623,6 +687,102 @@ def _erf64(x):
     return _copysign(small if a < _ERF_T64 else large, x)
 
 
+# ---------------------------------------------------------------- pow
+
+@njit(**_JIT)
+def _pow_log_edges(ax, lg):
+    """log|x| (lg, computed for finite nonzero |x|) with log 0 = -inf, log inf = inf, log nan = nan,
+    so y*log|x| carries 0 and inf bases (and infinite y) to exp's 0 and inf by itself."""
+    lg = lg if ax < np.inf else ax
+    return -np.inf if ax == 0 else lg
+
+
+@njit(**_JIT)
+def _pow_finish(x, y, mag, c):
+    """x**y from mag = exp(y*log|x|): the sign for a negative base and C99's (and PyTorch's)
+    special cases that the product does not give (x = +-1, y = 0, negative x), as selects.
+    c: _POW_C32 or _POW_C64."""
+    one, zero, inf, nan, two_m, two_m1 = c
+    ay = abs(y)
+    # NOTE: |y| + 2**mant rounds |y| to an integer held in the low mantissa bits (its parity in
+    # bit 0); |y| >= 2**mant is an integer already, and even from 2**(mant+1) on.
+    small = ay < two_m
+    t = ay + two_m if small else ay
+    whole = t - (two_m if small else zero) == ay
+    odd = whole & (ay < two_m1) & _is_odd(t)
+    neg = x < zero
+    r = -mag if neg & odd else mag
+    # -0 to an odd power keeps its sign: mag is inf or 0 there
+    r = -mag if (x == zero) & odd & (_copysign(one, x) < zero) else r
+    r = nan if neg & (x > -inf) & (ay < inf) & ~whole else r
+    return one if (y == zero) | (x == one) | ((x == -one) & (ay == inf)) else r
+
+
+# NOTE: inline="always" (numba IR inlining): LLVM's inliner finds these too big, and a call in
+# the loop body stops vectorization.
+@njit(inline="always", **_JIT)
+def _pow32(x, y):
+    # NOTE: float64 inside: log2|x| to 2**-35 relative, y*log2|x| rounds once, and 2**t has
+    # error 2**-40 before the one rounding to float32 (0.5 ulp + 2**-5 at most). float32
+    # denormals are normal float64 numbers, and float32 overflow/underflow happen in the final
+    # conversion, so the clamps only keep 2**k finite.
+    ax = np.float64(abs(x))
+    m, e = _frexp2(ax)
+    f = m - _O64
+    t = np.float64(y) * _pow_log_edges(ax, _mad(f, _horner(f, _POW_LOG2_32), e))
+    lo, hi = _POW_CLAMP32
+    t = hi if t > hi else t
+    t = lo if t < lo else t
+    k = (t + _MAGIC64) - _MAGIC64
+    mag = np.float32(_horner(t - k, _POW_EXP2_32) * _pow2i(k))
+    return _pow_finish(x, y, mag, _POW_C32)
+
+
+@njit(inline="always", **_JIT)
+def _pow64(x, y):
+    # NOTE: y*log|x| must be good to ~2**-54 absolute for |x|**y to be within an ulp, up to
+    # |y*log|x|| = 745, so log|x| is computed as a double-double to ~2**-66 relative: the
+    # exact products of _fma give the low parts of s = f/(2+f), s^2, s^3 and 2s^3/3.
+    ax = abs(x)
+    tiny = ax < _MIN_NORMAL64
+    m, e = _frexp2(ax * _TWO54_64 if tiny else ax)
+    e = e + _N54_64 if tiny else e
+    f = m - _O64
+    d = _T64 + f
+    dl = (_T64 - d) + f
+    inv = _O64 / d
+    sh = f * inv
+    sl = (_fma(-sh, d, f) - sh * dl) * inv
+    zh = sh * sh
+    zl = _fma(sh, sh, -zh) + _T64 * sh * sl
+    s3h = zh * sh
+    s3l = _fma(zh, sh, -s3h) + _mad(zl, sh, zh * sl)
+    bh = _TWO_THIRDS_HI * s3h
+    bl = _fma(_TWO_THIRDS_HI, s3h, -bh) + _mad(_TWO_THIRDS_HI, s3l, _TWO_THIRDS_LO * s3h)
+    ah = _T64 * sh
+    hh = ah + bh
+    hl = (ah - hh) + bh + (_T64 * sl + bl + s3h * zh * _horner(zh, _POW_LOG64))
+    # NOTE: renormalized: s^5*P is up to 2**-12 of hh, too big to ride in the low part, which
+    # becomes part of exp's reduced argument.
+    h = hh + hl
+    hl = (hh - h) + hl
+    # log|x| = e*ln2 + log1p(f); e*LN2HI is exact and outweighs hh unless e = 0
+    a = e * _LN2HI64
+    lh = _pow_log_edges(ax, a + h)
+    ll = (a - lh) + h + _mad(e, -_NLN2LO64, hl)
+    th = y * lh
+    tl = _fma(y, lh, -th) + y * ll
+    # NOTE: past |y*log|x|| ~ 745 the result is 0 or inf and tl may be inf or nan: drop it.
+    tl = tl if abs(th) < _POW_BIG64 else _Z64
+    xc = _EXP_HI64 if th > _EXP_HI64 else th
+    xc = _EXP_LO64 if xc < _EXP_LO64 else xc
+    k = _mad(xc, _LOG2E64, _MAGIC64) - _MAGIC64
+    r = _mad(k, -_LN2LO64, _mad(k, -_LN2HI64, xc)) + tl
+    p = _O64 + _mad(r * r, _horner(r, _EXP64), r)
+    k1 = _mad(k, _H64, _MAGIC64) - _MAGIC64
+    return _pow_finish(x, y, p * _pow2i(k1) * _pow2i(k - k1), _POW_C64)
+
+
 # ---------------------------------------------------------------- public, type-generic entry points
 
 def _register(stub, impl32, impl64):
@@ -702,6 +862,33 @@ def cos(x):
 def erf(x):
     """Error function."""
     return _call(_erf32, _erf64, x)
+
+
+def pow(x, y):  # noqa: A001 - numpy's and torch's name
+    """x**y with C99's special cases (0**y, inf, nan, negative bases); not for integer dtypes."""
+    if isinstance(x, np.float32) and isinstance(y, np.float32):
+        return np.float32(_pow32(x, y))
+    return np.float64(_pow64(np.float64(x), np.float64(y)))
+
+
+def _pow_f32(x, y):
+    return _pow32(x, y)
+
+
+def _pow_f64(x, y):
+    return _pow64(np.float64(x), np.float64(y))
+
+
+@overload(pow, inline="always")
+def _ol_pow(x, y):
+    # float32 ** float32 in float32; any other float/int mix in float64, as the one-argument
+    # functions do with integers (generated kernels never mix types).
+    real = (types.Float, types.Integer, types.Boolean)
+    if not (isinstance(x, real) and isinstance(y, real)):
+        return None
+    if x == y == types.float32:
+        return _pow_f32
+    return _pow_f64
 
 
 for _stub, _i32, _i64 in (
