@@ -254,9 +254,7 @@ class Tensor:
             retain_graph: keep saved values for another backward (defaults to create_graph).
             create_graph: record the backward pass so it can be differentiated again.
         """
-        from jitgrad.autograd.backward import backward
-
-        backward(self, gradient, retain_graph, create_graph, inputs)
+        _autograd_backward.backward(self, gradient, retain_graph, create_graph, inputs)
 
     @property
     def output_nr(self):
@@ -348,6 +346,7 @@ class Tensor:
     __str__ = __repr__
 
 
+from jitgrad.autograd import backward as _autograd_backward  # noqa: E402  (imports ops)
 from jitgrad.ops import _storage  # noqa: E402  (ops need Tensor defined)
 from jitgrad.ops import elementwise as _elementwise  # noqa: E402
 from jitgrad.ops import methods as _methods  # noqa: E402

@@ -47,12 +47,12 @@ def _sizes(size):
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
     for s in size:
-        if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
+        if type(s) is not int and (not isinstance(s, np.integer) or isinstance(s, bool)):
             raise TypeError(f"size must be a tuple of ints, but got {type(s).__name__}")
         if s < 0:
             raise RuntimeError(
                 f"Trying to create tensor with negative dimension {s}: {list(size)}")
-    return tuple(int(s) for s in size)
+    return tuple(map(int, size))
 
 
 def _np_dtype(dtype, default=None):
@@ -133,8 +133,11 @@ def from_numpy(ndarray):
 
 def _filled(size, fill, dtype, device, requires_grad):
     device = _storage.resolve(device)
-    return _finish(_storage.full_on(_sizes(size), fill, _np_dtype(dtype), device), requires_grad,
-                   device)
+    data = _storage.full_on(_sizes(size), fill, _np_dtype(dtype), device)
+    if device is None or device.type == "cpu":  # already in place: the common case
+        t = Tensor._wrap(data)
+        return t.requires_grad_(True) if requires_grad else t
+    return _finish(data, requires_grad, device)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):

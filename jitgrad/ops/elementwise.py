@@ -31,6 +31,7 @@ _DTYPES_BY_KIND = {
     "cast": ("float32", "float64", "int64", "int32", "bool"),
 }
 _SCALAR_TYPES = (bool, int, float)
+NODE_CLASSES = set()  # the backward node classes of every Elementwise spec
 
 
 def _names(formula):
@@ -72,6 +73,7 @@ class Elementwise:
 
     def _node_class(self, node_name, edge_inputs):
         cls = node_class(node_name, _backward)
+        NODE_CLASSES.add(cls)
         cls.spec = self
         cls.edge_inputs = edge_inputs  # inputs that have graph edges; None means all
         # formulas that read values free them after the pass; others keep shapes and dtypes
@@ -111,7 +113,7 @@ class _Plan:
     """How to run a spec for one argument signature: compute dtype, output dtype, casts."""
 
     __slots__ = ("compute", "out_dtype", "mask", "casts", "node_cls", "flat_kernel", "on_cuda",
-                 "tensors", "edges", "read_tensors", "derivative_kernels", "fused_reads")
+                 "tensors", "edges", "read_tensors", "derivative_kernels", "fused_entries")
 
     def __init__(self, spec, args, on_cuda):
         self.compute = _compute_dtype(spec, args)
@@ -138,7 +140,7 @@ class _Plan:
         # only plans without casts, over floats, take the backward's flat path
         self.derivative_kernels = [None] * len(args) if (
             self.casts is None and not on_cuda and self.compute.is_floating_point) else None
-        self.fused_reads = {}  # edge pattern -> values the derivatives read (fused_backward)
+        self.fused_entries = {}  # edge targets -> (key code, values read): fused_backward
 
     def derivative_kernel(self, derivative, i):
         """The flat kernel of ``derivative`` (of input ``i``) for this plan's dtypes and mask."""
@@ -389,7 +391,48 @@ def cast(array, np_dtype):
 
 
 def apply(spec, args):
-    """``spec`` applied out of place to Tensors / scalars, recording a node if grad is needed."""
+    """``spec`` applied out of place to Tensors / scalars, recording a node if grad is needed.
+
+    The common case (CPU tensors of one shape, contiguous, needing no casts, and Python
+    numbers) is checked and run inline here: on tiny tensors each extra call is a visible cost.
+    """
+    sig = ""
+    shape = None
+    flat_values = []
+    for a in args:
+        if isinstance(a, Tensor):
+            d = a._data
+            if type(d) is not np.ndarray or not d.flags.c_contiguous:
+                break
+            if shape is None:
+                shape = d.shape
+            elif d.shape != shape:
+                break
+            sig += d.dtype.char if d.ndim else d.dtype.char + "0"
+            flat_values.append(d.ravel())
+        else:
+            code = _SCALAR_SIG.get(type(a))
+            if code is None:
+                break
+            sig += code
+            flat_values.append(a)
+    else:
+        plan = spec.plans.get(sig)
+        if plan is not None and plan.casts is None and shape is not None:
+            out = np.empty(shape, plan.out_dtype)
+            out_flat = out.ravel()
+            plan.flat_kernel(*flat_values, out_flat)
+            if spec.node_cls is not None and _GRAD.enabled:
+                for i in plan.tensors:
+                    if args[i]._requires_grad:
+                        flat_values.append(out_flat if spec.saves_result else None)
+                        return _record(spec, plan, args, None, out, flat_values)
+            return Tensor._wrap(out)
+    return _apply_general(spec, args)
+
+
+def _apply_general(spec, args):
+    """``apply`` for every case: casts, broadcasting, strided inputs, CUDA, numpy scalars."""
     plan, values, shape, args, flat = _prepare(spec, args)
     flat_values = None
     if plan.on_cuda:

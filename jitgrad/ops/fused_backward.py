@@ -14,6 +14,7 @@ broadcasting, CUDA) runs the eager scheduler.
 
 import ast
 import os
+import warnings
 
 import numpy as np
 
@@ -21,13 +22,12 @@ from jitgrad.autograd import engine
 from jitgrad.autograd.node import AccumulateGrad
 from jitgrad.backends.cpu import codegen
 from jitgrad.ops import reduce
+from jitgrad.ops.elementwise import NODE_CLASSES
 from jitgrad.tensor import Tensor
 
 __all__ = ["set_threshold", "stats", "threshold"]
 
 _MAX_NODES = 512  # larger graphs compile too slowly to pay off
-_ROOTS = {reduce.SumBackward0: "sum", reduce.MeanBackward0: "mean"}
-_LEAF = ("leaf",)
 
 _threshold = int(os.environ.get("JITGRAD_FUSE_BACKWARD", "50"))
 _seen = {}  # key -> times seen, until compiled
@@ -60,25 +60,21 @@ def run(root, root_grad, retain_graph):
     walked = _walk(root, g)
     if walked is None:
         return False
-    key, nodes, reads, leaves, n = walked
+    key, nodes, reads, leaves, n, checks = walked
     kernel = _kernels.get(key)
     if kernel is None:
-        if key in _kernels:  # failed before
+        kernel = _hot_kernel(key)
+        if kernel is None:
             return False
-        count = _seen.get(key, 0) + 1
-        if count < _threshold:
-            if len(_seen) > 10_000:
-                _seen.clear()
-            _seen[key] = count
-            return False
-        _seen.pop(key, None)
-        kernel = _kernels[key] = _compile(key)
-        _stats["compiled"] += 1
-    for node in nodes:  # PyTorch's errors for freed or modified saved values, before any work
-        if node.saved is None or node.versions is not None:
-            node.saved_values()
-    outs = [np.empty(leaf.variable._data.shape, g.dtype) for leaf in leaves]
-    kernel(n, g.ravel(), *reads, *[o.ravel() for o in outs])
+    for node in checks:  # PyTorch's error for saved values modified in place, before any work
+        node.saved_values()
+    outs = []
+    flat_outs = []
+    for leaf in leaves:
+        out = np.empty(leaf.variable._data.shape, g.dtype)
+        outs.append(out)
+        flat_outs.append(out.ravel())
+    kernel(n, g.ravel(), *reads, *flat_outs)
     _stats["fused"] += 1
     if not retain_graph:
         for node in nodes:
@@ -90,16 +86,43 @@ def run(root, root_grad, retain_graph):
     return True
 
 
-def _walk(root, g):
-    """(key, nodes, kernel reads, leaves, element count) of a fusable graph, else None.
+def _hot_kernel(key):
+    """The kernel for ``key`` once it was seen ``threshold()`` times, else None."""
+    if key in _kernels:  # compiling it failed before
+        return None
+    count = _seen.get(key, 0) + 1
+    if count < _threshold:
+        if len(_seen) > 10_000:
+            _seen.clear()
+        _seen[key] = count
+        return None
+    _seen.pop(key, None)
+    try:
+        kernel = codegen.load_module("fused_backward", _source(key)).fused_backward
+    except Exception as error:  # noqa: BLE001  eager backward still gives the right answer
+        warnings.warn(f"fused backward disabled for one graph: {error!r}", RuntimeWarning)
+        kernel = None
+    _kernels[key] = kernel
+    _stats["compiled"] += kernel is not None
+    return kernel
 
-    Nodes are numbered in the order a breadth-first walk from the root meets them (so the
-    walk also visits them in number order); a node's key
-    entry is its forward plan (spec, dtypes, scalar mask) and the numbers of its edges' nodes.
-    The kernel takes the reads and the leaves' outputs in that order.
+
+# key codes: a leaf, a full sum or mean at the root, then one code per (plan, edge targets)
+_LEAF, _SUM, _MEAN = 0, 1, 2
+_ROOTS = {reduce.SumBackward0: _SUM, reduce.MeanBackward0: _MEAN}
+_entries = [None, None, None]  # code -> (plan, targets), for the code generator
+
+
+def _walk(root, g):
+    """(key, nodes, kernel reads, leaves, element count, nodes to version-check), or None.
+
+    Nodes are numbered in the order a breadth-first walk from the root meets them, which is
+    also the order it visits them. The key has a code per node: the node's forward plan (op,
+    dtypes, scalar mask) with the numbers of its edges' nodes. The kernel's arguments are the
+    reads and then the leaves' outputs, in node order.
     """
-    kind = _ROOTS.get(type(root))
-    if kind is not None:
+    root_code = _ROOTS.get(type(root))
+    if root_code is not None:
         if root.hooks is not None or root.retained is not None or root.saved is None:
             return None
         n = 1
@@ -108,73 +131,78 @@ def _walk(root, g):
         (first, _), = root.next_functions
         if g.size != 1 or first is None:
             return None
-        entries, nodes, index, queue = [(kind,)], [root], {root: 0, first: 1}, [first]
+        key, index, queue = [root_code], {root: 0, first: 1}, [first]
     else:
         n = g.size
-        entries, nodes, index, queue = [], [], {root: 0}, [root]
+        key, index, queue = [], {root: 0}, [root]
     if not n:
         return None
-    reads, leaves = [], []
+    nodes, reads, leaves, checks = [], [], [], []
+    dtype = g.dtype
     for node in queue:  # grows as the walk meets new nodes
         if node.hooks is not None or node.retained is not None:
             return None
         if type(node) is AccumulateGrad:
             if node.variable._data.size != n:
                 return None
-            entries.append(_LEAF)
+            key.append(_LEAF)
             leaves.append(node)
             continue
         saved = node.saved
-        if saved is None or getattr(node, "spec", None) is None:
+        if saved is None or type(node) not in NODE_CLASSES:
             return None
         plan = saved[3]
-        if plan is None:  # not flat, or on CUDA
-            return None
-        first_input = saved[4][plan.tensors[0]]
-        if first_input.size != n or first_input.dtype != g.dtype:
+        if plan is None or plan.out_dtype != dtype:  # not flat, on CUDA, or another dtype
             return None
         targets = []
         for nxt, _ in node.next_functions:
             if nxt is None:
                 targets.append(-1)
-                continue
-            i = index.get(nxt)
-            if i is None:
-                i = index[nxt] = len(index)
-                queue.append(nxt)
-            targets.append(i)
-        targets = tuple(targets)
+            else:
+                i = index.get(nxt)
+                if i is None:
+                    i = index[nxt] = len(index)
+                    if i > _MAX_NODES:
+                        return None
+                    queue.append(nxt)
+                targets.append(i)
+        entry = plan.fused_entries.get(tuple(targets))
+        if entry is None:
+            entry = _new_entry(plan, tuple(targets))
+        code, entry_reads = entry
+        key.append(code)
         flat_values = saved[4]
-        for j in _reads(plan, targets):
+        for j in entry_reads:
             reads.append(flat_values[j])
-        entries.append((plan, targets))
         nodes.append(node)
-        if len(entries) > _MAX_NODES:
-            return None
-    if len(nodes) == (kind is not None):  # no elementwise node: nothing to fuse
+        if node.versions is not None:
+            checks.append(node)
+    if not nodes:
         return None
-    return tuple(entries), nodes, reads, leaves, n
+    saved = nodes[0].saved  # the root, or the sum's input: the graph's one element count
+    if saved[4][saved[3].tensors[0]].size != n:
+        return None
+    return tuple(key), nodes, reads, leaves, n, checks
+
+
+def _new_entry(plan, targets):
+    """A code for a node of ``plan`` whose edges reach ``targets``, and what it reads."""
+    reads = []
+    derivatives = plan.node_cls.spec.derivatives
+    for i, t in zip(_inputs(plan.node_cls), targets):
+        if t >= 0:
+            for j in derivatives[i].arg_index:
+                if j not in reads:
+                    reads.append(j)
+    entry = plan.fused_entries[targets] = (len(_entries), tuple(reads))
+    _entries.append((plan, targets))
+    return entry
 
 
 def _inputs(node_cls):
     """The forward inputs a node class has edges for, in edge order."""
     return range(len(node_cls.spec.inputs)) if node_cls.edge_inputs is None else \
         node_cls.edge_inputs
-
-
-def _reads(plan, targets):
-    """Indices into a node's flat values that its live derivatives read (-1: the result)."""
-    reads = plan.fused_reads.get(targets)
-    if reads is None:
-        reads = []
-        derivatives = plan.node_cls.spec.derivatives
-        for i, t in zip(_inputs(plan.node_cls), targets):
-            if t >= 0:
-                for j in derivatives[i].arg_index:
-                    if j not in reads:
-                        reads.append(j)
-        reads = plan.fused_reads[targets] = tuple(reads)
-    return reads
 
 
 class _Rename(ast.NodeTransformer):
@@ -191,20 +219,20 @@ def _expr(formula, dtype_name, names):
     return ast.unparse(_Rename(names).visit(tree))
 
 
-def _order(entries, start):
+def _order(key, start):
     """Node numbers in Kahn's order: every consumer of a node comes before it."""
-    deps = [0] * len(entries)
-    for e in entries[start:]:
-        if e is not _LEAF:
-            for t in e[1]:
+    deps = [0] * len(key)
+    for code in key[start:]:
+        if code > _MEAN:
+            for t in _entries[code][1]:
                 if t >= 0:
                     deps[t] += 1
     ready, order = [start], []
     while ready:
         k = ready.pop()
         order.append(k)
-        if entries[k] is not _LEAF:
-            for t in entries[k][1]:
+        if key[k] > _MEAN:
+            for t in _entries[key[k]][1]:
                 if t >= 0:
                     deps[t] -= 1
                     if not deps[t]:
@@ -212,23 +240,23 @@ def _order(entries, start):
     return order
 
 
-def _source(entries):
+def _source(key):
     """The fused kernel's module source for a graph key (see ``_walk``)."""
-    dtype_name = next(e[0] for e in entries if len(e) == 2).compute.name
+    dtype_name = next(_entries[c][0] for c in key if c > _MEAN).compute.name
     np_type = f"np.{dtype_name}"
     params, outs, prologue, loads, body = ["n", "g_root"], [], [], [], []
-    if len(entries[0]) == 1:  # a full sum or mean at the root: one gradient for every element
+    if key[0] in (_SUM, _MEAN):  # a full sum or mean at the root: one gradient for all
         start = 1
-        prologue.append(f"    g1 = g_root[0]{'' if entries[0][0] == 'sum' else f' / {np_type}(n)'}")
+        prologue.append(f"    g1 = g_root[0]{'' if key[0] == _SUM else f' / {np_type}(n)'}")
     else:
         start = 0
         loads.append("        g0 = g_root[i]")
-    for k, e in enumerate(entries):  # parameters in the walk's order
-        if e is _LEAF:
+    for k, code in enumerate(key):  # parameters in the walk's order
+        if code == _LEAF:
             outs.append(f"out{k}")
-        elif len(e) == 2:
-            plan, targets = e
-            for j in _reads(plan, targets):
+        elif code > _MEAN:
+            plan, targets = _entries[code]
+            for j in plan.fused_entries[targets][1]:
                 var = f"v{k}_r" if j < 0 else f"v{k}_{j}"
                 params.append(f"{var}_")
                 if j >= 0 and plan.mask[j] == "s":
@@ -236,12 +264,11 @@ def _source(entries):
                 else:
                     loads.append(f"        {var} = {var}_[i]")
     assigned = {start}
-    for k in _order(entries, start):  # gradients in dependency order
-        e = entries[k]
-        if e is _LEAF:
+    for k in _order(key, start):  # gradients in dependency order
+        if key[k] == _LEAF:
             body.append(f"        out{k}[i] = g{k}")
             continue
-        plan, targets = e
+        plan, targets = _entries[key[k]]
         spec = plan.node_cls.spec
         names = {"g": f"g{k}", "result": f"v{k}_r"}
         names.update((name, f"v{k}_{j}") for j, name in enumerate(spec.inputs))
@@ -254,10 +281,6 @@ def _source(entries):
     header, decorator, _ = codegen.CPU_TARGET
     return "\n".join([*header, decorator, f"def fused_backward({', '.join(params + outs)}):",
                       *prologue, "    for i in range(n):", *loads, *body, ""])
-
-
-def _compile(key):
-    return codegen.load_module("fused_backward", _source(key)).fused_backward
 
 
 if _threshold > 0:
