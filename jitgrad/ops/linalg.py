@@ -26,6 +26,9 @@ def _matmul_backward(node, g):
 
     a, b = node.saved_values()
     fresh = not _GRAD.enabled  # the products are new buffers only the engine holds
+    if fresh and _storage.on_cpu(g._data) and node.next_functions[0][0] is not None and \
+            node.next_functions[1][0] is not None:
+        g = Tensor._wrap(_blas_ready(g._data))  # one contiguous copy (of an expand) for both
     ga = gb = None
     if node.next_functions[0][0] is not None:
         ga = matmul(g, b.transpose(-1, -2))
