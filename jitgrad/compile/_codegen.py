@@ -324,9 +324,11 @@ def _cuda_sum_tail(element, n="a0_.size"):
 
 
 def forward_source(region):
-    """``forward(*arrays, *scalars, out)`` writes the region's output (flat arrays of one size);
-    a region ending in a full sum has ``forward(*arrays, *scalars)`` return the float64 sum
-    (on CUDA ``forward(*arrays, *scalars, acc)`` adds it to the float64 ``acc[0]``)."""
+    """``forward(*arrays, *scalars, out)`` writes the region's output (flat arrays of one size;
+    for a partial sum/mean ``out`` has the output's size and ``scalars`` end with
+    ``reduce_params``); a region ending in a full sum has ``forward(*arrays, *scalars)`` return
+    the float64 sum (on CUDA ``forward(*arrays, *scalars, acc)`` adds it to the float64
+    ``acc[0]``)."""
     target = _target(region)
     body = _forward_lines(region)
     last = f"v{len(region.ops) - 1}"
@@ -426,7 +428,8 @@ def _backward_lines(region, mask):
 
 def backward_source(region, mask):
     """``backward(*arrays, *scalars, g, *grads)``: one flat grad array per True in ``mask``;
-    ``g`` is the incoming gradient (flat array, or a number for a region ending in a sum).
+    ``g`` is the incoming gradient (flat array, of the output's size for a partial sum/mean,
+    or a number for a region ending in a full sum).
     On CUDA a sum's ``g`` is the 0-d device gradient followed by its divisor ``n_``
     (1 for a sum, the size for a mean), so the kernel reads it without a host copy."""
     target = _target(region)
