@@ -27,7 +27,7 @@ from jitgrad.tensor import Tensor
 
 __all__ = ["set_threshold", "stats", "threshold"]
 
-_MAX_NODES = 512  # larger graphs compile too slowly to pay off
+_MAX_NODES = 256  # larger graphs compile too slowly to pay off (~10 ms a node, cold)
 
 _threshold = int(os.environ.get("JITGRAD_FUSE_BACKWARD", "50"))
 _seen = {}  # key -> times seen, until compiled
