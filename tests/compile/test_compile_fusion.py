@@ -289,6 +289,8 @@ def test_debug_environment_variable_and_patches_restored(monkeypatch, capsys):
     assert "region 0: mul -> add -> relu -> sum" in capsys.readouterr().err
     assert elementwise.apply is _trace.ORIGINAL_APPLY
     assert jitgrad.Tensor.sum is reduce.sum and jitgrad.mean is reduce.mean
+    for owner, name, orig, _ in _trace._PATCHES:
+        assert getattr(owner, name) is orig
 
 
 def test_an_inner_value_kept_aside_says_so():
