@@ -108,25 +108,6 @@ def _reduction(kind, original):
     return fn
 
 
-def _operator(name, reflected):
-    spec = elementwise.SPECS[name]
-
-    def method(self, other):
-        try:
-            return _apply(spec, (other, self) if reflected else (self, other))
-        except elementwise.UnsupportedOperand:
-            return NotImplemented
-
-    return method
-
-
-def _calls_apply_directly(fn):
-    """True when ``fn`` holds ``elementwise.apply`` in its closure (swapping the module
-    attribute does not reach it)."""
-    return any(getattr(c, "cell_contents", None) is ORIGINAL_APPLY
-               for c in getattr(fn, "__closure__", None) or ())
-
-
 _SUM = _reduction("sum", ORIGINAL_SUM)
 _MEAN = _reduction("mean", ORIGINAL_MEAN)
 _PATCHES = [(elementwise, "apply", ORIGINAL_APPLY, _apply)]
@@ -134,15 +115,6 @@ for _owner in (reduce, Tensor, jitgrad, jitgrad.ops):
     for _name, _orig, _new in (("sum", ORIGINAL_SUM, _SUM), ("mean", ORIGINAL_MEAN, _MEAN)):
         if _owner.__dict__.get(_name) is _orig:
             _PATCHES.append((_owner, _name, _orig, _new))
-# Tensor's arithmetic operators may call elementwise.apply through a reference taken at import
-# (``ops.methods._operator``): while tracing they are swapped for ones that reach the tape.
-for _name, (_spec, _reflected) in {
-        "__add__": ("add", False), "__radd__": ("add", False), "__sub__": ("sub", False),
-        "__rsub__": ("sub", True), "__mul__": ("mul", False), "__rmul__": ("mul", False),
-        "__truediv__": ("div", False), "__rtruediv__": ("div", True)}.items():
-    _orig = Tensor.__dict__.get(_name)
-    if _calls_apply_directly(_orig):
-        _PATCHES.append((Tensor, _name, _orig, _operator(_spec, _reflected)))
 
 _lock = threading.Lock()
 _users = [0]

@@ -29,19 +29,22 @@ def _operand_check(fn, reflected=False):
 
 
 def _operator(name, reflected=False):
-    """``_operand_check`` of an elementwise spec, applied directly: the hottest calls there are."""
+    """``_operand_check`` of an elementwise spec, applied directly: the hottest calls there are.
+
+    ``elementwise.apply`` is looked up per call, so ``jitgrad.compile``'s tracer, which swaps
+    it, sees operators too.
+    """
     spec = elementwise.SPECS[name]
-    apply = elementwise.apply
     if reflected is True:
         def method(self, other):
             try:
-                return apply(spec, (other, self))
+                return elementwise.apply(spec, (other, self))
             except elementwise.UnsupportedOperand:
                 return NotImplemented
     else:
         def method(self, other):
             try:
-                return apply(spec, (self, other))
+                return elementwise.apply(spec, (self, other))
             except elementwise.UnsupportedOperand:
                 return NotImplemented
     return method
