@@ -4,6 +4,8 @@ erf has no numpy ufunc: scipy.special.erf stands in. sqrt/rsqrt are hardware sqr
 ``Gelu`` times jitgrad.nn.functional.gelu against the same formula in numpy/scipy.
 """
 
+import operator
+
 import numpy as np
 import scipy.special
 from numba import njit
@@ -17,8 +19,15 @@ _NUMPY = {
     "expm1": np.expm1, "log1p": np.log1p, "sigmoid": scipy.special.expit,
     "erf": scipy.special.erf, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x),
     "pow_scalar": lambda x, y: np.power(x, y), "pow_array": np.power,
+    "pow_2": operator.pow, "pow_half": operator.pow, "pow_neg_1": operator.pow,
+    "pow_3": operator.pow,
 }
-_POSITIVE = ("log", "log1p", "sqrt", "rsqrt", "pow_scalar", "pow_array")
+_POSITIVE = ("log", "log1p", "sqrt", "rsqrt", "pow_scalar", "pow_array", "pow_2", "pow_half",
+             "pow_neg_1", "pow_3")
+# tensor ** scalar rows: the generated kernel of ``x ** y`` (mask 'as'), which tests y once and
+# runs x*x, sqrt, 1/x, x*x*x (or pow's loop for other y); numpy's ndarray ** has the same fast
+# paths for 2, 0.5 and -1 but not 3.
+_SCALAR_POW = {"pow_2": 2.0, "pow_half": 0.5, "pow_neg_1": -1.0, "pow_3": 3.0}
 
 
 @njit(inline="always")
@@ -47,10 +56,18 @@ def _pow_array(x, y, out):
         out[i] = vmath.pow(x[i], y[i])
 
 
-_KERNELS = {name: _loop(getattr(vmath, name)) for name in vmath.__all__ if name != "pow"}
+_KERNELS = {name: _loop(getattr(vmath, name))
+            for name in ("exp", "expm1", "log", "log1p", "tanh", "sigmoid", "sin", "cos", "erf")}
 _KERNELS["sqrt"] = _loop(njit(inline="always")(lambda x: np.sqrt(x)))
 _KERNELS["rsqrt"] = _loop(_rsqrt)
 _KERNELS["pow_scalar"], _KERNELS["pow_array"] = _pow_scalar, _pow_array
+
+
+def _scalar_pow_kernel(dtype):
+    from jitgrad.backends.cpu import codegen
+
+    source = codegen.elementwise_source(("x", "y"), "x ** y", ("float32", "float64"))
+    return getattr(codegen.load_module("pow", source), codegen.kernel_name(dtype, "as", "c"))
 
 
 class VectorMath:
@@ -62,11 +79,14 @@ class VectorMath:
         self.x = array((1_000_000,), dtype, 0, low, 5.0)
         self.out = np.empty_like(self.x)
         self.args = (self.x,)
-        if function == "pow_scalar":
+        self.kernel = _KERNELS.get(function)
+        if function in _SCALAR_POW:
+            self.kernel = _scalar_pow_kernel(dtype)
+            self.args = (self.x, _SCALAR_POW[function])
+        elif function == "pow_scalar":
             self.args = (self.x, self.x.dtype.type(2.5))
         elif function == "pow_array":
             self.args = (self.x, array((1_000_000,), dtype, 1, -3.0, 3.0))
-        self.kernel = _KERNELS[function]
         self.ufunc = _NUMPY[function]
         self.implementation = implementation
         self.time_1m()

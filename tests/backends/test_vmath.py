@@ -455,23 +455,128 @@ def test_pow_gradients_match_torch(dtype):
 
     rng = np.random.default_rng(4)
     xv = rng.uniform(0.2, 3.0, 64).astype(dtype)
-    # NOTE: no -0.0: torch's x**0.5 and x**-0.5 are sqrt and rsqrt, so -0.0 gives -0.0 and -inf
-    # where C99's pow (and vmath.pow) gives +0.0 and +inf.
-    xv[:8] = [-2.0, -1.5, 0.0, 0.25, 1.0, 2.0, -3.0, 0.5]
+    # -0.0 too: tensor ** 0.5 (and the gradient's x ** -0.5) are sqrt and 1/sqrt as in torch
+    xv[:9] = [-2.0, -1.5, 0.0, 0.25, 1.0, 2.0, -3.0, 0.5, -0.0]
     yv = rng.uniform(-2.0, 2.0, 64).astype(dtype)
     yv[:8] = [3.0, 2.0, 2.0, 3.0, 0.7, -1.0, -2.0, 0.5]
     tol = dict(rtol=4e-6 if dtype == "float32" else 1e-13, atol=0, equal_nan=True)
-    for e in (2.0, 3.0, 0.5, -1.0, 2.7):  # tensor ** scalar
+    # tensor ** scalar: each POW_BY_SCALAR exponent (0 but in the forward: d/dx x**0 is 0
+    # in torch, 0 * x**-1 = nan at x = 0 in the formula) and pow's loop
+    for e in (2.0, 3.0, 0.5, -1.0, 2.7, 1.5, -0.5, -2.0, 1.0, 4.0, -1.5):
         a, ta = jitgrad.tensor(xv, requires_grad=True), torch.tensor(xv, requires_grad=True)
         ra, rt = a ** e, ta ** e
         ra.sum().backward()
         rt.sum().backward()
         np.testing.assert_allclose(ra.detach().numpy(), rt.detach().numpy(), **tol)
         np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy(), **tol)
-    pos = np.abs(xv[8:])  # tensor ** tensor and scalar ** tensor, where both are real
-    a, b = jitgrad.tensor(pos, requires_grad=True), jitgrad.tensor(yv[8:], requires_grad=True)
-    ta, tb = torch.tensor(pos, requires_grad=True), torch.tensor(yv[8:], requires_grad=True)
+    a = jitgrad.tensor(xv)
+    np.testing.assert_array_equal((a ** 0.0).numpy(), (torch.tensor(xv) ** 0.0).numpy())
+    pos = np.abs(xv[9:])  # tensor ** tensor and scalar ** tensor, where both are real
+    a, b = jitgrad.tensor(pos, requires_grad=True), jitgrad.tensor(yv[9:], requires_grad=True)
+    ta, tb = torch.tensor(pos, requires_grad=True), torch.tensor(yv[9:], requires_grad=True)
     ((a ** b).sum() + (1.7 ** b).sum()).backward()
     ((ta ** tb).sum() + (1.7 ** tb).sum()).backward()
     np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy(), **tol)
     np.testing.assert_allclose(b.grad.numpy(), tb.grad.numpy(), **tol)
+
+
+# ---------------------------------------------------------------- tensor ** scalar kernels
+
+SCALAR_EXPONENTS = list(vmath.POW_BY_SCALAR)
+
+
+def _scalar_pow_module():
+    source = codegen.elementwise_source(("x", "y"), "x ** y", ("float32", "float64"))
+    return codegen.load_module("test_scalar_pow", source)
+
+
+def scalar_pow(x, y, layout="c"):
+    """x ** y through the generated tensor ** scalar kernel (mask 'as')."""
+    kernel = getattr(_scalar_pow_module(), codegen.kernel_name(x.dtype.name, "as", layout))
+    if layout == "nd":
+        x4 = x.reshape(1, 1, 1, -1)[..., ::-1]  # strided
+        out = np.empty_like(x4)
+        kernel(x4, y, out)
+        return out[..., ::-1].reshape(-1)
+    out = np.empty_like(x)
+    kernel(np.ascontiguousarray(x), y, out)
+    return out
+
+
+def test_codegen_scalar_pow_dispatch():
+    src = codegen.elementwise_source(("g", "x", "y"), "g * y * x ** (y - 1)", ("float32", "int64"))
+    body = src[src.index("def k_float32_aas_c("):src.index("def k_float32_aas_nd_pow(")]
+    assert "    pow_y = y - np.float32(1)" in body  # the exponent, once
+    assert "    if pow_y == np.float32(2.0):" in body and "    else:" in body
+    assert "out[i] = g * y * pow_2(x)" in body and "out[i] = g * y * pow_neg_half(x)" in body
+    assert "        k_float32_aas_c_pow(g_, x_, y_, out)" in body
+    assert "out[i] = g * y * pow(x, pow_y)" in src  # pow's loop, in k_float32_aas_c_pow
+    # an array exponent, an integer dtype and a scalar base keep one loop
+    assert "def k_float32_aaa_c_pow(" not in src and "def k_int64_aas_c_pow(" not in src
+    assert "def k_float32_ass_c_pow(" not in src  # the base reads no array
+    from jitgrad.backends.cuda import codegen as cuda_codegen
+    assert "pow_y" not in cuda_codegen.elementwise_source(("x", "y"), "x ** y", ("float32",))
+
+
+def _scalar_pow_inputs(dtype, n=200_000, seed=5):
+    """Special values, denormals, and log-spaced magnitudes of both signs over the finite range."""
+    fi = np.finfo(dtype)
+    rng = np.random.default_rng(seed)
+    x = np.exp2(rng.uniform(np.log2(float(fi.smallest_subnormal)), np.log2(float(fi.max)), n))
+    x *= np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    special = [0.0, -0.0, INF, -INF, NAN, 1.0, -1.0, 2.0, -2.0, 0.5, float(fi.smallest_subnormal),
+               -float(fi.smallest_subnormal), float(fi.smallest_normal), float(fi.max),
+               -float(fi.max), float(fi.smallest_normal) / 3]
+    return np.concatenate([np.array(special), x]).astype(dtype)
+
+
+# max ulp of each tensor ** scalar formula (measured: x*x*x 1.29, 1/sqrt 1.49, (1/x)**2 near the
+# over/underflow edges of x*x 1.9, the rest correctly rounded)
+SCALAR_POW_ULP = {2.0: 0.5, 0.5: 0.5, -1.0: 0.5, 3.0: 1.5, 1.0: 0.0, 0.0: 0.0, -0.5: 1.5,
+                  -2.0: 2.0, 2.5: 0.6, -1.5: 0.6}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("y", list(SCALAR_POW_ULP))
+def test_scalar_pow_accuracy(dtype, y):
+    x = _scalar_pow_inputs(dtype)
+    got = scalar_pow(x, y)
+    np.testing.assert_array_equal(got, scalar_pow(x, y, "nd"))  # both layouts, same bits
+    wide = np.float64 if dtype == np.float32 else np.longdouble
+    with np.errstate(all="ignore"):
+        # torch's choice for 0.5 and -0.5 (sqrt): -0.0 keeps its sign, -inf gives nan
+        ref = np.sqrt(x.astype(wide)) if y == 0.5 else np.power(x.astype(wide), wide(y))
+        ref = 1 / np.sqrt(x.astype(wide)) if y == -0.5 else ref
+        big = np.abs(ref) > wide(np.finfo(dtype).max)
+        fin = np.isfinite(ref) & ~big
+        np.testing.assert_array_equal(got[~fin], ref[~fin].astype(dtype))
+    np.testing.assert_array_equal(np.signbit(got[~np.isnan(ref)]),
+                                  np.signbit(ref[~np.isnan(ref)]))
+    err = ulp_error(got[fin], ref[fin], dtype)
+    i = int(np.argmax(err))
+    tol = SCALAR_POW_ULP[y] if dtype == np.float32 else max(SCALAR_POW_ULP[y], 1.5)
+    assert err[i] <= tol, (y, x[fin][i], got[fin][i], ref[fin][i])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scalar_pow_matches_torch(dtype):
+    # special values and denormals included. torch's pow(Tensor, Scalar) computes these exponents
+    # with the same formulas, so the results are the same bits, but for 0.5: torch's CPU sqrt
+    # (Sleef, AVX-512 build) is off by up to 0.75 / 1.0 ulp where ours is the hardware's,
+    # correctly rounded; and for pow's exponents, where each side has its own rounding.
+    torch = pytest.importorskip("torch")
+    x = _scalar_pow_inputs(dtype, 20_000)
+    for y in SCALAR_EXPONENTS + [2.5, -1.5]:
+        got = scalar_pow(x, y)
+        want = torch.from_numpy(x).pow(y).numpy()
+        keep = np.ones(x.shape, bool)
+        if y == -2.0:  # torch's 1/(x*x) is 0 or a few bits where x*x over/underflows
+            lo, hi = (2.0**-63, 2.0**63) if dtype == np.float32 else (2.0**-511, 2.0**511)
+            keep = (np.abs(x) > lo) & (np.abs(x) < hi) | ~np.isfinite(x)
+        elif y in (0.5, 2.5, -1.5):
+            fin = np.isfinite(want) & (want != 0)
+            assert ulp_error(got[fin], want[fin].astype(np.float64), dtype).max() <= 1.5, y
+            keep = ~fin
+        np.testing.assert_array_equal(got[keep], want[keep], err_msg=str(y))
+        num = keep & ~np.isnan(want)
+        np.testing.assert_array_equal(np.signbit(got[num]), np.signbit(want[num]), str(y))

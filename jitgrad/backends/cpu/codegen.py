@@ -12,6 +12,8 @@ import os
 import sys
 import tempfile
 
+from jitgrad.backends.cpu.vmath import POW_BY_SCALAR
+
 __all__ = ["CPU_TARGET", "cache_dir", "elementwise_source", "kernel_name", "load_module", "masks",
            "scalar_expr"]
 
@@ -66,25 +68,62 @@ class _TypedConstants(ast.NodeTransformer):
 
 
 class _VectorPow(ast.NodeTransformer):
-    """``a ** b`` -> ``pow(a, b)``: vmath's pow, which vectorizes, for numba's scalar libm call."""
+    """``a ** b`` -> ``pow(a, b)``: vmath's pow, which vectorizes, for numba's scalar libm call.
+
+    The node ``hoisted`` (see ``_hoisted_pow``) reads its exponent from the kernel's ``pow_y``
+    instead, and becomes ``special(a)`` when the loop is the one for a POW_BY_SCALAR exponent.
+    """
+
+    def __init__(self, hoisted=None, special=None):
+        self.hoisted, self.special = hoisted, special
 
     def visit_BinOp(self, node):
         self.generic_visit(node)
-        if isinstance(node.op, ast.Pow):
+        if not isinstance(node.op, ast.Pow):
+            return node
+        if node is not self.hoisted:
             return ast.Call(ast.Name("pow", ast.Load()), [node.left, node.right], [])
-        return node
+        if self.special is not None:
+            return ast.Call(ast.Name(self.special, ast.Load()), [node.left], [])
+        return ast.Call(ast.Name("pow", ast.Load()), [node.left, ast.Name("pow_y", ast.Load())],
+                        [])
 
 
-def scalar_expr(formula, dtype_name, vector_pow=False):
+def _names(node):
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _hoisted_pow(tree, arrays):
+    """The first ``**`` in ``tree`` whose base reads an array input and whose exponent reads
+    none (tensor ** scalar), or None."""
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow)
+                and _names(node.left) & arrays and not _names(node.right) & arrays):
+            return node
+    return None
+
+
+def scalar_expr(formula, dtype_name, vector_pow=False, arrays=None, special=None):
     """The formula as numba source, with constants typed for ``dtype_name``.
 
     ``vector_pow``: float ``**`` calls vmath's ``pow`` (the module must import it); integer
-    dtypes keep numba's exact integer power.
+    dtypes keep numba's exact integer power. ``arrays``: the names of array inputs; a float
+    tensor ** scalar then reads its exponent from ``pow_y`` (see ``_hoisted_pow``), or calls
+    ``special`` (a POW_BY_SCALAR function's name) on its base.
     """
     tree = ast.parse(formula, mode="eval")
     if vector_pow and dtype_name.startswith("float"):
-        tree = _VectorPow().visit(tree)
+        hoisted = _hoisted_pow(tree, arrays) if arrays else None
+        tree = _VectorPow(hoisted, special).visit(tree)
     return ast.unparse(_TypedConstants(_NP_TYPE[dtype_name]).visit(tree))
+
+
+def _pow_exponent(formula, dtype_name, arrays):
+    """The source of a float tensor ** scalar's exponent (see ``_hoisted_pow``), or None."""
+    if not dtype_name.startswith("float"):
+        return None
+    node = _hoisted_pow(ast.parse(formula, mode="eval"), arrays)
+    return None if node is None else scalar_expr(ast.unparse(node.right), dtype_name)
 
 
 def kernel_name(dtype_name, mask, layout):
@@ -124,9 +163,10 @@ def _cpu_loop(layout):
     return lines, pad
 
 
+_POW_SPECIAL = ", ".join(f.__name__ for f in POW_BY_SCALAR.values())
 CPU_TARGET = ([f"# scalar functions {_SCALAR_HASH}", "import numpy as np", "from numba import njit",
                "from jitgrad.backends.cpu.scalar import *  # noqa: F403",
-               "from jitgrad.backends.cpu.vmath import pow  # noqa: F401", ""],
+               f"from jitgrad.backends.cpu.vmath import pow, {_POW_SPECIAL}  # noqa: F401", ""],
               '@njit(cache=True, error_model="numpy")', _cpu_loop)
 
 
@@ -136,22 +176,47 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
     Each kernel has the contract ``k(*inputs, out)``: array inputs have ``out``'s shape (flat
     C-contiguous for 'c', 4-D strided for 'nd'), scalar inputs are Python numbers. ``target``
     is (module header lines, decorator, loop(layout) -> (lines, body indentation)): the CPU's
-    or CUDA's (``backends/cuda/codegen.py``).
+    or CUDA's (``backends/cuda/codegen.py``). A CPU kernel of float tensor ** scalar tests the
+    exponent once and runs one loop per POW_BY_SCALAR exponent (x*x for 2, ...) besides pow's.
     """
     header, decorator, loop = target
+    cpu = target is CPU_TARGET
     lines = list(header)
     params = ", ".join(f"{name}_" for name in inputs) + ", out"
     idx_nd = ", ".join(f"i{d}" for d in range(MAX_DIMS))
     for dtype_name in dtype_names:
-        expr = scalar_expr(formula, dtype_name, vector_pow=target is CPU_TARGET)
         np_type = _NP_TYPE[dtype_name]
         for mask in masks(len(inputs)):
+            arrays = {n for n, m in zip(inputs, mask) if m == "a"}
             scalars = [f"    {n} = {np_type}({n}_)" for n, m in zip(inputs, mask) if m == "s"]
+            exponent = _pow_exponent(formula, dtype_name, arrays) if cpu else None
             for layout, index in (("c", "i"), ("nd", idx_nd)):
-                lines += [decorator, f"def {kernel_name(dtype_name, mask, layout)}({params}):",
-                          *scalars]
-                loop_lines, pad = loop(layout)
-                lines += loop_lines
-                lines += [f"{pad}{n} = {n}_[{index}]" for n, m in zip(inputs, mask) if m == "a"]
-                lines += [f"{pad}out[{index}] = {expr}", ""]
+                name = kernel_name(dtype_name, mask, layout)
+                # (kernel name, scalar lines, [(condition or None, loop's formula)])
+                if exponent is None:
+                    kernels = [(name, scalars, [(None, scalar_expr(formula, dtype_name, cpu))])]
+                else:
+                    # NOTE: pow's loop in a function of its own: in one function with the others
+                    # LLVM stops inlining pow's helpers, and the loop no longer vectorizes.
+                    general = scalar_expr(formula, dtype_name, True, arrays)
+                    special = [(f"    {'el' if k else ''}if pow_y == {np_type}({y!r}):",
+                                scalar_expr(formula, dtype_name, True, arrays, f.__name__))
+                               for k, (y, f) in enumerate(POW_BY_SCALAR.items())]
+                    pow_lines = [*scalars, f"    pow_y = {exponent}"]
+                    kernels = [(f"{name}_pow", pow_lines, [(None, general)]),
+                               (name, pow_lines, special + [("    else:", None)])]
+                for kname, prologue, loops in kernels:
+                    lines += [decorator, f"def {kname}({params}):", *prologue]
+                    for condition, expr in loops:
+                        indent = "    " if condition else ""
+                        lines += [condition] if condition else []
+                        if expr is None:  # the general loop
+                            lines.append(f"        {name}_pow({params})")
+                            continue
+                        loop_lines, pad = loop(layout)
+                        lines += [indent + line for line in loop_lines]
+                        pad = indent + pad
+                        lines += [f"{pad}{n} = {n}_[{index}]" for n in inputs if n in arrays]
+                        lines.append(f"{pad}out[{index}] = {expr}")
+                    lines.append("")
     return "\n".join(lines) + "\n"

@@ -253,18 +253,24 @@ def erf(x, out):
 @njit(cache=True)
 def gelu_forward(x, out):
     """Flat arrays: out = x * Phi(x), Phi the standard normal CDF (via erf)."""
+    # NOTE: constants of x's dtype: a float64 literal would turn a float32 loop into float64
+    # arithmetic and float64 erf (3.5x slower), for no accuracy erf32 does not already give.
+    t = x.dtype.type
+    half, one, sqrt1_2 = t(0.5), t(1.0), t(0.7071067811865476)
     for i in range(x.size):
         v = x[i]
-        out[i] = 0.5 * v * (1.0 + erf_(v * 0.7071067811865476))
+        out[i] = half * v * (one + erf_(v * sqrt1_2))
 
 
 @njit(cache=True)
 def gelu_backward(grad, x, out):
     """Flat arrays: out = grad * (Phi(x) + x * phi(x))."""
+    t = x.dtype.type
+    half, one, sqrt1_2, inv_sqrt_2pi = t(0.5), t(1.0), t(0.7071067811865476), t(0.3989422804014327)
     for i in range(x.size):
         v = x[i]
-        cdf = 0.5 * (1.0 + erf_(v * 0.7071067811865476))
-        pdf = 0.3989422804014327 * exp(-0.5 * v * v)
+        cdf = half * (one + erf_(v * sqrt1_2))
+        pdf = inv_sqrt_2pi * exp(-half * v * v)
         out[i] = grad[i] * (cdf + v * pdf)
 
 

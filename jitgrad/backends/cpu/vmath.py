@@ -12,7 +12,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "expm1", "log", "log1p", "tanh", "sigmoid", "sin", "cos", "erf", "pow"]
+__all__ = ["exp", "expm1", "log", "log1p", "tanh", "sigmoid", "sin", "cos", "erf", "pow",
+           "POW_BY_SCALAR"]
 
 # Use: ``from jitgrad.backends.cpu.vmath import tanh`` and call ``tanh(v)`` inside @njit code on
 # a float32 (computed in float32), float64, or integer/bool (computed as float64) scalar. Calls
@@ -783,6 +784,88 @@ def _pow64(x, y):
     p = _O64 + _mad(r * r, _horner(r, _EXP64), r)
     k1 = _mad(k, _H64, _MAGIC64) - _MAGIC64
     return _pow_finish(x, y, p * _pow2i(k1) * _pow2i(k - k1), _POW_C64)
+
+
+# ---------------------------------------------------------------- tensor ** scalar
+
+# NOTE: the exponents PyTorch's pow(Tensor, Scalar) computes without pow, with its formulas
+# (sqrt, 1/sqrt, 1/x, x*x, x*x*x, 1/(x*x), a fill, a copy), so results match it bit for bit:
+# x*x*x is within 1.3 ulp, 1/sqrt 1.5 ulp, the others 0.5. sqrt differs from C99's pow at
+# (-0)**0.5 = -0 and (-inf)**0.5 = nan (C99: +0, +inf), so (-0)**-0.5 = -inf and
+# (-inf)**-0.5 = nan (C99: +inf, +0); numpy's ndarray ** 0.5 is sqrt too. 1/(x*x) becomes
+# (1/x)**2 (1.9 ulp) where x*x would overflow or be denormal: PyTorch gives 0 and a few-bit
+# result there.
+@njit(**_JIT)
+def pow_0(x):
+    return type(x)(1.0)
+
+
+@njit(**_JIT)
+def pow_1(x):
+    return x
+
+
+@njit(**_JIT)
+def pow_2(x):
+    return x * x
+
+
+@njit(**_JIT)
+def pow_3(x):
+    return x * x * x
+
+
+@njit(**_JIT)
+def pow_half(x):
+    return np.sqrt(x)
+
+
+@njit(**_JIT)
+def pow_neg_half(x):
+    return type(x)(1.0) / np.sqrt(x)
+
+
+@njit(**_JIT)
+def pow_neg_1(x):
+    return type(x)(1.0) / x
+
+
+@njit(**_JIT)
+def _pow_neg_2_edges(x, lo, hi):
+    """1/(x*x) where lo < |x| < hi (x*x normal and finite), (1/x)**2 elsewhere."""
+    r = type(x)(1.0) / x
+    ax = abs(x)
+    return type(x)(1.0) / (x * x) if (ax > lo) & (ax < hi) else r * r
+
+
+_NEG2_EDGES32 = _f32(2.0**-63, 2.0**63)
+_NEG2_EDGES64 = _f64(2.0**-511, 2.0**511)
+
+
+def _pow_neg_2_32(x):
+    return _pow_neg_2_edges(x, _NEG2_EDGES32[0], _NEG2_EDGES32[1])
+
+
+def _pow_neg_2_64(x):
+    return _pow_neg_2_edges(x, _NEG2_EDGES64[0], _NEG2_EDGES64[1])
+
+
+def pow_neg_2(x):
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(pow_neg_2)
+def _ol_pow_neg_2(x):
+    if isinstance(x, types.Float):
+        return {32: _pow_neg_2_32, 64: _pow_neg_2_64}.get(x.bitwidth)
+    return None
+
+
+# Use: a generated kernel of ``x ** y`` with a scalar y tests y against these once and runs a
+# loop of POW_BY_SCALAR[y](x) instead of pow(x, y) (see codegen.elementwise_source). Float
+# arguments only.
+POW_BY_SCALAR = {2.0: pow_2, 0.5: pow_half, -1.0: pow_neg_1, 3.0: pow_3, 1.0: pow_1,
+                 0.0: pow_0, -0.5: pow_neg_half, -2.0: pow_neg_2}
 
 
 # ---------------------------------------------------------------- public, type-generic entry points
