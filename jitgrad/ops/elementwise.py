@@ -226,26 +226,33 @@ def _compute_dtype(spec, args):
     return result
 
 
+def _coalesced(arrays, shape):
+    """(sizes, byte strides per array) of ``arrays`` broadcast to ``shape``: size-1 dims dropped
+    and neighbouring dims merged where every array is contiguous across them."""
+    ndim = len(shape)
+    metas = [(ndim - a.ndim, a.shape, a.strides) for a in arrays]
+    sizes = []
+    strides = [[] for _ in arrays]
+    for d in range(ndim):
+        n = shape[d]
+        if n == 1:
+            continue
+        new = [0 if d < pad or dims[d - pad] == 1 else steps[d - pad]
+               for pad, dims, steps in metas]
+        if sizes and all(st[-1] == s * n for st, s in zip(strides, new)):
+            sizes[-1] *= n  # contiguous across the previous dim for every array: one dim
+            for st, s in zip(strides, new):
+                st[-1] = s
+        else:
+            sizes.append(n)
+            for st, s in zip(strides, new):
+                st.append(s)
+    return sizes, strides
+
+
 def _strided(arrays, shape):
     """4-D strided views of ``arrays`` broadcast to ``shape``, dims coalesced; a list of chunks."""
-    ndim = len(shape)
-    strides = []
-    for a in arrays:
-        pad = ndim - a.ndim
-        strides.append([0 if (i < pad or a.shape[i - pad] == 1) else a.strides[i - pad]
-                        for i in range(ndim)])
-    dims = [i for i in range(ndim) if shape[i] != 1]
-    sizes = [shape[i] for i in dims]
-    strides = [[s[i] for i in dims] for s in strides]
-    i = len(sizes) - 1
-    while i > 0:  # merge dim i into i-1 where every operand is contiguous across them
-        if all(s[i - 1] == s[i] * sizes[i] for s in strides):
-            sizes[i - 1] *= sizes[i]
-            del sizes[i]
-            for s in strides:
-                s[i - 1] = s[i]
-                del s[i]
-        i -= 1
+    sizes, strides = _coalesced(arrays, shape)
     extra = max(len(sizes) - codegen.MAX_DIMS, 0)
     pad = [1] * (codegen.MAX_DIMS - len(sizes))
     full = [strided_view(a, tuple(pad + sizes), tuple([0] * len(pad) + st))
@@ -253,6 +260,61 @@ def _strided(arrays, shape):
     if not extra:
         return [full]
     return [[f[lead] for f in full] for lead in np.ndindex(*sizes[:extra])]
+
+
+def _rows(arrays, shape):
+    """For the 'r' kernels: (rows, cols, flat views, row strides in elements), or None.
+
+    Applies when, dims coalesced, every array is contiguous along the last dim and steps a
+    whole number of non-negative elements from row to row (0 for a broadcast row, as a bias).
+    """
+    fast = _trailing_rows(arrays, shape)
+    if fast is not None:
+        return fast
+    sizes, strides = _coalesced(arrays, shape)
+    if len(sizes) > 2:
+        return None
+    n_rows, n_cols = (1, *sizes) if len(sizes) == 1 else sizes
+    views, row_strides = [], []
+    for a, st in zip(arrays, strides):
+        item = a.itemsize
+        inner, outer = st[-1], (st[0] if len(st) == 2 else 0)
+        if inner != item or outer < 0 or outer % item:
+            return None
+        row = outer // item
+        views.append(strided_view(a, ((n_rows - 1) * row + n_cols,), (item,)))
+        row_strides.append(row)
+    return n_rows, n_cols, views, row_strides
+
+
+def _trailing_rows(arrays, shape):
+    """``_rows`` without coalescing, for contiguous arrays that are either whole or one block
+    of trailing dims repeated over the leading ones (a bias row); else None."""
+    n_cols = None
+    for a in arrays:
+        dims = a.shape
+        if dims == shape:
+            continue
+        lead = 0
+        while lead < len(dims) and dims[lead] == 1:
+            lead += 1
+        dims = dims[lead:]
+        if not dims or shape[len(shape) - len(dims):] != dims:
+            return None
+        size = a.size
+        if n_cols is None:
+            n_cols = size
+        elif size != n_cols:
+            return None
+    if n_cols is None:
+        return None
+    views, row_strides = [], []
+    for a in arrays:
+        if not a.flags.c_contiguous:
+            return None
+        views.append(a.ravel())
+        row_strides.append(0 if a.size == n_cols and a.shape != shape else n_cols)
+    return arrays[-1].size // n_cols, n_cols, views, row_strides
 
 
 def _launch(spec, dtype_name, values, mask, out):
@@ -282,10 +344,26 @@ def _launch(spec, dtype_name, values, mask, out):
         kernel = spec._kernels.get((dtype_name, kind, "c")) or spec.kernel(dtype_name, kind, "c")
         kernel(*args, out.reshape(-1))
         return
-    kernel = spec.kernel(dtype_name, kind, "nd")
     args = [v if type(v) is not np.ndarray or v.ndim == len(shape) else
             values[i] for i, v in enumerate(args)]  # undo flattening for the strided kernel
     arrays = [v for v in args if type(v) is np.ndarray]
+    rows = _rows([*arrays, out], shape)
+    if rows is not None:
+        n_rows, n_cols, views, row_strides = rows
+        it = iter(zip(views, row_strides))
+        kernel_args, strides = [], []
+        for v in args:
+            if type(v) is np.ndarray:
+                view, row = next(it)
+                kernel_args.append(view)
+                strides.append(row)
+            else:
+                kernel_args.append(v)
+                strides.append(0)
+        spec.kernel(dtype_name, kind, "r")(*kernel_args, views[-1], n_rows, n_cols, *strides,
+                                           row_strides[-1])
+        return
+    kernel = spec.kernel(dtype_name, kind, "nd")
     for chunk in _strided([*arrays, out], shape):
         it = iter(chunk)
         kernel(*[next(it) if type(v) is np.ndarray else v for v in args], chunk[-1])

@@ -100,7 +100,8 @@ def _hot_kernel(key):
     try:
         kernel = codegen.load_module("fused_backward", _source(key)).fused_backward
     except Exception as error:  # noqa: BLE001  eager backward still gives the right answer
-        warnings.warn(f"fused backward disabled for one graph: {error!r}", RuntimeWarning)
+        warnings.warn(f"fused backward disabled for one graph: {error!r}", RuntimeWarning,
+                      stacklevel=4)
         kernel = None
     _kernels[key] = kernel
     _stats["compiled"] += kernel is not None
@@ -276,7 +277,8 @@ def _source(key):
             if t < 0:
                 continue
             contribution = _expr(spec.grads[spec.inputs[i]], dtype_name, names)
-            body.append(f"        g{t} = {'g%d + ' % t if t in assigned else ''}{contribution}")
+            total = f"g{t} + " if t in assigned else ""
+            body.append(f"        g{t} = {total}{contribution}")
             assigned.add(t)
     header, decorator, _ = codegen.CPU_TARGET
     return "\n".join([*header, decorator, f"def fused_backward({', '.join(params + outs)}):",

@@ -67,6 +67,32 @@ def test_noncontiguous_inputs():
     check_op(lambda m, x: x[:, ::2].exp(), lambda x: np.exp(x[:, ::2]), [(3, 6)])
 
 
+def test_row_layout_kernels_against_numpy():
+    """Broadcast rows, sliced rows and writes into row-strided outputs take the 'r' kernels."""
+    from jitgrad.ops import elementwise
+
+    rng = np.random.default_rng(3)
+    a = rng.uniform(-1, 1, (6, 8))
+    bias = rng.uniform(-1, 1, 8)
+    cond = a > 0
+    cases = [  # (jitgrad result, numpy reference)
+        (jitgrad.tensor(a) + jitgrad.tensor(bias), a + bias),
+        (jitgrad.tensor(bias) * jitgrad.tensor(a[:, None].repeat(2, 1)),
+         bias * a[:, None].repeat(2, 1)),
+        (jitgrad.tensor(a)[::2, 1:7] - jitgrad.tensor(bias[1:7]), a[::2, 1:7] - bias[1:7]),
+        (jitgrad.where(jitgrad.tensor(cond), jitgrad.tensor(a), jitgrad.tensor(bias)),
+         np.where(cond, a, bias)),
+    ]
+    for got, expected in cases:
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-15)
+    out = np.zeros((6, 10))
+    elementwise.copy_into(out[:, 1:9], bias)  # a row-strided destination
+    np.testing.assert_array_equal(out[:, 1:9], np.broadcast_to(bias, (6, 8)))
+    assert not out[:, [0, 9]].any()
+    rows = elementwise._rows([a[::2, 1:7], bias[1:7], np.empty((3, 6))], (3, 6))
+    assert rows is not None and rows[3] == [16, 0, 6]
+
+
 @pytest.mark.parametrize("op", ["eq", "ne", "lt", "le", "gt", "ge"])
 def test_comparisons(op):
     a = np.array([[1, 2, 3], [4, 5, 6]], np.float32)

@@ -127,7 +127,8 @@ def _pow_exponent(formula, dtype_name, arrays):
 
 
 def kernel_name(dtype_name, mask, layout):
-    """``mask`` has one letter per input: 'a' array, 's' scalar; layout 'c' flat or 'nd' strided."""
+    """``mask`` has one letter per input: 'a' array, 's' scalar; layout 'c' flat, 'nd' strided or
+    'r' rows (CPU: flat arrays read from row starts, so broadcast rows still vectorize)."""
     return f"k_{dtype_name}_{mask}_{layout}"
 
 
@@ -151,10 +152,15 @@ def _scalar_library_hash():
 _SCALAR_HASH = _scalar_library_hash()
 
 
-def _cpu_loop(layout):
-    """Loop lines opening a CPU kernel body, and the indentation of the loop's body."""
+def _cpu_loop(layout, arrays=()):
+    """Loop lines opening a CPU kernel body (``arrays``: the array inputs' names), and the
+    indentation of the loop's body."""
     if layout == "c":
         return ["    for i in range(out.size):"], "        "
+    if layout == "r":  # row views: their index c >= 0 needs no wraparound check, so it vectorizes
+        return (["    for i_row in range(n_rows):", "        out_r = out[i_row * out_rs:]",
+                 *[f"        {n}_r = {n}_[i_row * {n}_rs:]" for n in arrays],
+                 "        for i_col in range(n_cols):"], "            ")
     lines = [f"    {', '.join(f'n{d}' for d in range(MAX_DIMS))} = out.shape"]
     pad = "    "
     for d in range(MAX_DIMS):
@@ -174,23 +180,34 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
     """Source of a module with a kernel per (dtype, scalar mask, layout) of an elementwise formula.
 
     Each kernel has the contract ``k(*inputs, out)``: array inputs have ``out``'s shape (flat
-    C-contiguous for 'c', 4-D strided for 'nd'), scalar inputs are Python numbers. ``target``
-    is (module header lines, decorator, loop(layout) -> (lines, body indentation)): the CPU's
-    or CUDA's (``backends/cuda/codegen.py``). A CPU kernel of float tensor ** scalar tests the
-    exponent once and runs one loop per POW_BY_SCALAR exponent (x*x for 2, ...) besides pow's.
+    C-contiguous for 'c', 4-D strided for 'nd'), scalar inputs are Python numbers. CPU modules
+    also have 'r' kernels, ``k(*inputs, out, n_rows, n_cols, *row_strides, out_row_stride)``:
+    ``out`` and the array inputs are flat, and row r of each starts at ``r * row_stride`` (0
+    repeats one row, as a broadcast bias does), so the inner loop is contiguous and vectorizes.
+    ``target`` is (module header lines, decorator, loop(layout, array inputs) -> (lines, body
+    indentation)): the CPU's or CUDA's (``backends/cuda/codegen.py``). A CPU kernel of float
+    tensor ** scalar tests the exponent once and runs one loop per POW_BY_SCALAR exponent (x*x
+    for 2, ...) besides pow's.
     """
     header, decorator, loop = target
     cpu = target is CPU_TARGET
     lines = list(header)
-    params = ", ".join(f"{name}_" for name in inputs) + ", out"
     idx_nd = ", ".join(f"i{d}" for d in range(MAX_DIMS))
+    # (layout, extra parameters, element of input n, element of out)
+    layouts = [("c", "", lambda n: f"{n}_[i]", "out[i]"),
+               ("nd", "", lambda n: f"{n}_[{idx_nd}]", f"out[{idx_nd}]")]
+    if cpu:  # rows: flat arrays, each input's row start at r * its row stride (0: broadcast)
+        layouts.append(("r", ", n_rows, n_cols, " + ", ".join(f"{n}_rs" for n in inputs)
+                        + ", out_rs",
+                        lambda n: f"{n}_r[i_col]", "out_r[i_col]"))
     for dtype_name in dtype_names:
         np_type = _NP_TYPE[dtype_name]
         for mask in masks(len(inputs)):
             arrays = {n for n, m in zip(inputs, mask) if m == "a"}
             scalars = [f"    {n} = {np_type}({n}_)" for n, m in zip(inputs, mask) if m == "s"]
             exponent = _pow_exponent(formula, dtype_name, arrays) if cpu else None
-            for layout, index in (("c", "i"), ("nd", idx_nd)):
+            for layout, extra_params, index, out_index in layouts:
+                params = ", ".join(f"{name}_" for name in inputs) + ", out" + extra_params
                 name = kernel_name(dtype_name, mask, layout)
                 # (kernel name, scalar lines, [(condition or None, loop's formula)])
                 if exponent is None:
@@ -213,10 +230,10 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
                         if expr is None:  # the general loop
                             lines.append(f"        {name}_pow({params})")
                             continue
-                        loop_lines, pad = loop(layout)
+                        loop_lines, pad = loop(layout, [n for n in inputs if n in arrays])
                         lines += [indent + line for line in loop_lines]
                         pad = indent + pad
-                        lines += [f"{pad}{n} = {n}_[{index}]" for n in inputs if n in arrays]
-                        lines.append(f"{pad}out[{index}] = {expr}")
+                        lines += [f"{pad}{n} = {index(n)}" for n in inputs if n in arrays]
+                        lines.append(f"{pad}{out_index} = {expr}")
                     lines.append("")
     return "\n".join(lines) + "\n"

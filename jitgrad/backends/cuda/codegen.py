@@ -12,7 +12,7 @@ from jitgrad.backends.cuda import runtime
 __all__ = ["CUDA_TARGET", "elementwise_source", "launcher", "load_module"]
 
 
-def _cuda_loop(layout):
+def _cuda_loop(layout, arrays=()):
     """A grid-stride loop over ``out``; the strided layout unravels ``i`` into i0..i3."""
     lines = ["    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):"]
     if layout == "nd":
