@@ -264,6 +264,18 @@ def test_max_pool2d_values_indices_and_double_backward():
     assert np.isnan(F.max_pool2d(nan, 2).item())
 
 
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (2, 1), (3, 2)])
+def test_max_pool2d_ties_and_nans_pick_torchs_index(kernel, stride):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(1).integers(0, 3, (2, 3, 6, 9)).astype(np.float32)
+    x[0, 0, 0, 1] = x[0, 1, 1, 0] = x[0, 1, 1, 1] = x[1, 2, 4, 4] = np.nan
+    out, idx = F.max_pool2d(jitgrad.tensor(x), kernel, stride, return_indices=True)
+    t_out, t_idx = torch.nn.functional.max_pool2d(torch.tensor(x), kernel, stride,
+                                                  return_indices=True)
+    np.testing.assert_array_equal(out.numpy(), t_out.numpy())
+    np.testing.assert_array_equal(idx.numpy(), t_idx.numpy())
+
+
 @pytest.mark.parametrize("case", [
     ((2, 3, 6, 7), 2, None, 0, False, True, None),
     ((1, 2, 7, 7), 3, 2, 1, True, True, None),

@@ -169,11 +169,34 @@ def conv2d_backward_weight(grad, cols, tmp, dw):
 
 
 @njit(cache=True)
+def _max_pool_2x2(x, out, idx):
+    """``max_pool2d_forward`` for 2x2 windows at stride 2 inside the map: the common layer,
+    unrolled (about 3x faster than the general loops)."""
+    w = x.shape[2]
+    for m in range(x.shape[0]):
+        for oy in range(out.shape[1]):
+            top, bottom = x[m, 2 * oy], x[m, 2 * oy + 1]
+            for ox in range(out.shape[2]):
+                x0 = 2 * ox
+                best, at = top[x0], 2 * oy * w + x0
+                for v, pos in ((top[x0 + 1], at + 1), (bottom[x0], at + w),
+                               (bottom[x0 + 1], at + w + 1)):
+                    if v > best or v != v:
+                        best, at = v, pos
+                out[m, oy, ox] = best
+                idx[m, oy, ox] = at
+
+
+@njit(cache=True)
 def max_pool2d_forward(x, p, out, idx):
     """x (M, H, W) -> out, idx (M, OH, OW): window maximum and its flat index in H*W (NaN wins)."""
     kh, kw, sh, sw, ph, pw, dh, dw = p
     n_maps, h, w = x.shape
     _, oh, ow = out.shape
+    if (kh == kw == sh == sw == 2 and ph == pw == 0 and dh == dw == 1 and 2 * oh <= h
+            and 2 * ow <= w):
+        _max_pool_2x2(x, out, idx)
+        return
     for m in range(n_maps):
         for oy in range(oh):
             y0 = oy * sh - ph
