@@ -42,8 +42,8 @@ class Elementwise:
     """One elementwise formula and its lazily generated kernels."""
 
     __slots__ = ("name", "inputs", "formula", "kind", "grads", "derivatives", "node_cls",
-                 "overload_nodes", "saves_result", "read_inputs", "plans", "_kernels", "_module",
-                 "_cuda_kernels", "_cuda_module")
+                 "overload_nodes", "saves_result", "read_inputs", "plans", "_kernels", "_modules",
+                 "_cuda_kernels", "_cuda_modules")
 
     def __init__(self, name, inputs, formula, kind, grads=None, overloads=None):
         self.name = name
@@ -53,9 +53,9 @@ class Elementwise:
         self.grads = grads or {}
         self.plans = {}  # argument signature -> _Plan
         self._kernels = {}
-        self._module = None
+        self._modules = {}  # dtype name -> generated module
         self._cuda_kernels = {}
-        self._cuda_module = None
+        self._cuda_modules = {}
         used = set().union(*(_names(f) for f in self.grads.values())) if self.grads else set()
         self.saves_result = "result" in used
         self.read_inputs = tuple(i for i, n in enumerate(self.inputs) if n in used)
@@ -80,16 +80,18 @@ class Elementwise:
         cls.release = _free_saved if (self.read_inputs or self.saves_result) else _keep_metadata
         return cls
 
+    # NOTE: one kernel module per dtype: a process loads (and numba builds dispatchers for)
+    # only the dtypes it uses, which is most of a warm start's cost per op.
     def kernel(self, dtype_name, mask, layout):
         key = (dtype_name, mask, layout)
         k = self._kernels.get(key)
         if k is None:
-            if self._module is None:
-                source = codegen.elementwise_source(self.inputs, self.formula,
-                                                    _DTYPES_BY_KIND[self.kind])
-                self._module = codegen.load_module(self.name, source)
-            k = getattr(self._module, codegen.kernel_name(dtype_name, mask, layout))
-            self._kernels[key] = k
+            module = self._modules.get(dtype_name)
+            if module is None:
+                source = codegen.elementwise_source(self.inputs, self.formula, (dtype_name,))
+                module = self._modules[dtype_name] = codegen.load_module(
+                    f"{self.name}_{dtype_name}", source)
+            k = self._kernels[key] = getattr(module, codegen.kernel_name(dtype_name, mask, layout))
         return k
 
     def cuda_kernel(self, dtype_name, mask, layout):
@@ -99,13 +101,13 @@ class Elementwise:
         if k is None:
             from jitgrad.backends.cuda import codegen as cuda_codegen
 
-            if self._cuda_module is None:
-                source = cuda_codegen.elementwise_source(self.inputs, self.formula,
-                                                         _DTYPES_BY_KIND[self.kind])
-                self._cuda_module = cuda_codegen.load_module(f"cuda_{self.name}", source)
-            k = cuda_codegen.launcher(getattr(self._cuda_module,
-                                              codegen.kernel_name(dtype_name, mask, layout)))
-            self._cuda_kernels[key] = k
+            module = self._cuda_modules.get(dtype_name)
+            if module is None:
+                source = cuda_codegen.elementwise_source(self.inputs, self.formula, (dtype_name,))
+                module = self._cuda_modules[dtype_name] = cuda_codegen.load_module(
+                    f"cuda_{self.name}_{dtype_name}", source)
+            k = self._cuda_kernels[key] = cuda_codegen.launcher(
+                getattr(module, codegen.kernel_name(dtype_name, mask, layout)))
         return k
 
 

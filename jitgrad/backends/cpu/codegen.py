@@ -6,6 +6,7 @@ module registered in ``sys.modules`` first (see shared/NUMBA_NOTES.md).
 """
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import os
@@ -111,6 +112,13 @@ def scalar_expr(formula, dtype_name, vector_pow=False, arrays=None, special=None
     tensor ** scalar then reads its exponent from ``pow_y`` (see ``_hoisted_pow``), or calls
     ``special`` (a POW_BY_SCALAR function's name) on its base.
     """
+    return _scalar_expr(formula, dtype_name, vector_pow, frozenset(arrays or ()), special)
+
+
+# NOTE: a module's kernels (masks x layouts) share a few expressions; parsing each once keeps
+# generating a module's source (needed for its cache name, even when warm) cheap.
+@functools.lru_cache(maxsize=4096)
+def _scalar_expr(formula, dtype_name, vector_pow, arrays, special):
     tree = ast.parse(formula, mode="eval")
     if vector_pow and dtype_name.startswith("float"):
         hoisted = _hoisted_pow(tree, arrays) if arrays else None
@@ -118,6 +126,7 @@ def scalar_expr(formula, dtype_name, vector_pow=False, arrays=None, special=None
     return ast.unparse(_TypedConstants(_NP_TYPE[dtype_name]).visit(tree))
 
 
+@functools.lru_cache(maxsize=4096)
 def _pow_exponent(formula, dtype_name, arrays):
     """The source of a float tensor ** scalar's exponent (see ``_hoisted_pow``), or None."""
     if not dtype_name.startswith("float"):
@@ -205,7 +214,7 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
         for mask in masks(len(inputs)):
             arrays = {n for n, m in zip(inputs, mask) if m == "a"}
             scalars = [f"    {n} = {np_type}({n}_)" for n, m in zip(inputs, mask) if m == "s"]
-            exponent = _pow_exponent(formula, dtype_name, arrays) if cpu else None
+            exponent = _pow_exponent(formula, dtype_name, frozenset(arrays)) if cpu else None
             for layout, extra_params, index, out_index in layouts:
                 params = ", ".join(f"{name}_" for name in inputs) + ", out" + extra_params
                 name = kernel_name(dtype_name, mask, layout)
