@@ -28,7 +28,7 @@ __all__ = ["forward_source", "backward_source", "forward_grad_source", "broadcas
 
 _NP_TYPE = {"float32": "np.float32", "float64": "np.float64"}
 _HEADER = ["import numpy as np", "from numba import njit",
-           "from jitgrad.backends.cpu.scalar import *  # noqa: F403", ""]
+           "from jitgrad.backends.cpu.scalar import *  # noqa: F403", codegen.VMATH_IMPORT, ""]
 _JIT = '@njit(cache=True, error_model="numpy")'
 # NOTE: reassoc/contract only on the reduction loop; the elementwise part lives in its own
 # function without fast-math, so vmath's range reductions keep their exact rounding.
@@ -45,9 +45,10 @@ class _Rename(ast.NodeTransformer):
         return ast.Name(new, ast.Load()) if new else node
 
 
-def _substitute(formula, names, dtype_name):
+def _substitute(formula, names, dtype_name, cpu):
+    """``formula`` with its names replaced; on the CPU ``**`` is vmath's (x*x for ``** 2``)."""
     tree = _Rename(names).visit(ast.parse(formula, mode="eval"))
-    return codegen.scalar_expr(ast.unparse(tree), dtype_name)
+    return codegen.scalar_expr(ast.unparse(tree), dtype_name, vector_pow=cpu)
 
 
 def broadcast_pattern(in_shape, shape):
@@ -207,11 +208,19 @@ def _ref_name(ref):
     return f"{ref[0]}{ref[1]}"  # a0 array element, s0 scalar, v0 an earlier op's value
 
 
+def _input_names(region, spec, refs):
+    """An op's formula names -> kernel names; a scalar in ``region.baked`` is its literal."""
+    baked = getattr(region, "baked", None) or {}
+    return {n: repr(float(baked[r[1]])) if r[0] == "s" and r[1] in baked else _ref_name(r)
+            for n, r in zip(spec.inputs, refs)}
+
+
 def _forward_lines(region):
     lines = []
+    cpu = _target(region) is _CPU
     for k, (spec, refs) in enumerate(region.ops):
-        names = {n: _ref_name(r) for n, r in zip(spec.inputs, refs)}
-        lines.append(f"v{k} = {_substitute(spec.formula, names, region.dtype)}")
+        names = _input_names(region, spec, refs)
+        lines.append(f"v{k} = {_substitute(spec.formula, names, region.dtype, cpu)}")
     return lines
 
 
@@ -412,14 +421,14 @@ def _backward_lines(region, mask):
         if gk not in defined:
             continue
         spec, refs = region.ops[k]
-        names = {n: _ref_name(r) for n, r in zip(spec.inputs, refs)}
+        names = _input_names(region, spec, refs)
         names.update(g=gk, result=f"v{k}")
         for name, ref in zip(spec.inputs, refs):
             formula = spec.grads.get(name)
             if ref[0] == "s" or formula is None or (ref[0] == "a" and not mask[ref[1]]):
                 continue
             target = f"g{_ref_name(ref)}"
-            expr = _substitute(formula, names, region.dtype)
+            expr = _substitute(formula, names, region.dtype, _target(region) is _CPU)
             lines.append(f"{target} = {target} + ({expr})" if target in defined else
                          f"{target} = {expr}")
             defined.add(target)

@@ -7,6 +7,7 @@ import numpy as np
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class, record
 from jitgrad.backends.cpu import codegen
+from jitgrad.backends.cpu.vmath import POW_BY_SCALAR
 from jitgrad.compile import _codegen, _trace
 from jitgrad.compile._trace import ORIGINAL_APPLY, Divergence, Dummy, Traced
 from jitgrad.ops import _storage, elementwise
@@ -125,6 +126,17 @@ def _reduced_dims(dim, keepdim, ndim):
     return normalize_dims(dim, ndim)
 
 
+class _Baked:
+    """A region seen by the code generator with the exponents of ``variant`` as literals."""
+
+    def __init__(self, region, variant):
+        self._region = region
+        self.baked = {j: y for j, y in zip(region.pow_slots, variant) if y is not None}
+
+    def __getattr__(self, name):
+        return getattr(self._region, name)
+
+
 class Region:
     """A fused chain: ``ops`` as (spec, refs) with refs ('a', array slot), ('s', scalar slot) or
     ('v', earlier op); ``reduce`` None, "sum" or "mean" after the last op, over every element
@@ -161,8 +173,11 @@ class Region:
         # per slot: the axes (of ``shape``) its gradient sums over, None when it is full-size
         self.grad_axes = tuple(None if code == "f" else _sum_axes(s, shape)
                                for s, code in zip(self.in_shapes, self.patterns))
+        # scalar slots that are pow exponents: kernels are specialised on common values
+        self.pow_slots = () if getattr(self, "cuda", False) else tuple(
+            refs[1][1] for spec, refs in ops if spec.name == "pow" and refs[1][0] == "s")
         self.forward_src = _codegen.forward_source(self)
-        self._forward = None
+        self._forward = {}
         self._backward = {}
         self._forward_grad = {}
         self.node_cls = node_class("CompiledFunctionBackward", _node_backward)
@@ -198,9 +213,22 @@ class Region:
     @property
     def forward(self):
         """The forward kernel, imported on first use (a loss region with grads never needs it)."""
-        if self._forward is None:
-            self._forward = codegen.load_module("fused_fwd", self.forward_src).forward
-        return self._forward
+        return self.forward_kernel(())
+
+    def forward_kernel(self, variant):
+        k = self._forward.get(variant)
+        if k is None:
+            src = (self.forward_src if not variant else
+                   _codegen.forward_source(_Baked(self, variant)))
+            k = self._forward[variant] = codegen.load_module("fused_fwd", src).forward
+        return k
+
+    def variant(self, scalars):
+        """Which pow exponents this call's kernels bake in (``POW_BY_SCALAR`` values: ``** 2``
+        runs x*x); exponents are kernel arguments otherwise. () for regions without pow."""
+        if not self.pow_slots:
+            return ()
+        return tuple(scalars[j] if scalars[j] in POW_BY_SCALAR else None for j in self.pow_slots)
 
     def describe(self):
         end = [self.reduce] if self.reduce else []
@@ -208,18 +236,19 @@ class Region:
             end = [f"{self.reduce}(dim={self.dims}{', keepdim=True' if self.keepdim else ''})"]
         return " -> ".join(self.names + end)
 
-    def backward_kernel(self, mask):
-        k = self._backward.get(mask)
+    def backward_kernel(self, mask, variant=()):
+        k = self._backward.get((mask, variant))
         if k is None:
-            src = _codegen.backward_source(self, mask)
-            k = self._backward[mask] = codegen.load_module("fused_bwd", src).backward
+            src = _codegen.backward_source(_Baked(self, variant), mask)
+            k = self._backward[mask, variant] = codegen.load_module("fused_bwd", src).backward
         return k
 
-    def forward_grad_kernel(self, mask):
-        k = self._forward_grad.get(mask)
+    def forward_grad_kernel(self, mask, variant=()):
+        k = self._forward_grad.get((mask, variant))
         if k is None:
-            src = _codegen.forward_grad_source(self, mask)
-            k = self._forward_grad[mask] = codegen.load_module("fused_fwdgrad", src).forward_grad
+            src = _codegen.forward_grad_source(_Baked(self, variant), mask)
+            k = self._forward_grad[mask, variant] = codegen.load_module(
+                "fused_fwdgrad", src).forward_grad
         return k
 
     def run(self, tensors, scalars):
@@ -231,11 +260,13 @@ class Region:
             if code == "x":  # a broadcast the index maps do not cover: expanded by a copy
                 d = elementwise.cast(np.broadcast_to(d, self.shape), self.np_dtype)
             arrays.append(elementwise.contiguous(d).reshape(-1))
+        variant = self.variant(scalars)
+        forward = self.forward_kernel(variant)
         scalars = scalars + self.index_args
         grads = None
         if self.dims is not None:
             out = np.empty(self.out_shape, self.np_dtype)
-            self.forward(*arrays, *scalars, out.reshape(-1))
+            forward(*arrays, *scalars, out.reshape(-1))
         elif self.reduce:
             scale = 1.0 / self.size if self.reduce == "mean" else 1.0
             mask = tuple(t._requires_grad for t in tensors)
@@ -243,14 +274,14 @@ class Region:
                 # NOTE: a loss-like region computes its gradients for g == 1 in the forward pass
                 # (one pass instead of two); the backward rescales them by the incoming g.
                 grads = [np.empty(self.shape, self.np_dtype) for m in mask if m]
-                acc = self.forward_grad_kernel(mask)(*arrays, *scalars, scale,
-                                                     *[o.reshape(-1) for o in grads])
+                acc = self.forward_grad_kernel(mask, variant)(*arrays, *scalars, scale,
+                                                              *[o.reshape(-1) for o in grads])
             else:
-                acc = self.forward(*arrays, *scalars)
+                acc = forward(*arrays, *scalars)
             out = np.array(acc * scale, self.np_dtype)
         else:
             out = np.empty(self.shape, self.np_dtype)
-            self.forward(*arrays, *scalars, out.reshape(-1))
+            forward(*arrays, *scalars, out.reshape(-1))
         return record(Tensor._wrap(out), self.node_cls, tensors,
                       [tensors, arrays, scalars, grads], check=tensors)
 
@@ -274,7 +305,8 @@ class Region:
                 g = elementwise.cast(np.broadcast_to(g, shape), self.np_dtype)
             g = g.reshape(-1)
         outs = [np.empty(self.shape, self.np_dtype) for m in mask if m]
-        self.backward_kernel(mask)(*arrays, *scalars, g, *[o.reshape(-1) for o in outs])
+        variant = self.variant(scalars)  # the saved scalars end with the index ints
+        self.backward_kernel(mask, variant)(*arrays, *scalars, g, *[o.reshape(-1) for o in outs])
         it = iter(outs)
         return self._reduced([next(it) if m else None for m in mask])
 

@@ -1,5 +1,6 @@
 """jitgrad.compile: fused programs against eager jitgrad, values and gradients."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -134,6 +135,31 @@ def test_python_scalar_arguments_are_part_of_the_signature():
     for s in (2.0, 3.0, 2.0):
         np.testing.assert_allclose(cfn(x, s).item(), fn(x, s).item(), **TOL)
     assert len(cfn.plans) == 2
+
+
+@pytest.mark.parametrize("end", ["sum", "mean", "none"])
+def test_pow_exponents_are_baked_into_the_kernels(end):
+    """``** 2`` runs x*x (and its derivative x), other exponents vmath's pow; an exponent
+    that changes between calls (a closure variable here) picks its own kernels."""
+    box = {"p": 2.0}
+
+    def fn(x, y):
+        v = (x * y - 0.25) ** box["p"] * 0.5 + (y * y + 1) ** 0.5
+        return _ENDS[end](v)
+
+    cfn = compile(fn)
+    x, y = _inputs((4, 6))
+    for p in (2.0, 3.0, 2.5, -1.0, 2.0):  # one type: a changed type retraces
+        box["p"] = p
+        _check_same_bcast(fn, cfn, [x, y]) if end == "none" else _check_same(fn, cfn, [x, y])
+    (plan,) = cfn.plans.values()
+    (region,) = plan.regions
+    sources = [src for k in (region._forward, region._backward, region._forward_grad)
+               for src in map(lambda kernel: kernel.py_func.__module__, k.values())]
+    assert sources and region.pow_slots
+    text = "".join(inspect.getsource(sys.modules[name]) for name in sources)
+    assert "pow_2(" in text and "pow_half(" in text and "pow_3(" in text and "pow(" in text
+    assert "**" not in text
 
 
 def test_unsupported_ops_run_eagerly_inside():

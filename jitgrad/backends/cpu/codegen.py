@@ -83,11 +83,27 @@ class _VectorPow(ast.NodeTransformer):
         if not isinstance(node.op, ast.Pow):
             return node
         if node is not self.hoisted:
+            special = _POW_FUNCTIONS.get(_constant(node.right))  # a literal exponent: x*x for 2
+            if special is not None:
+                return ast.Call(ast.Name(special, ast.Load()), [node.left], [])
             return ast.Call(ast.Name("pow", ast.Load()), [node.left, node.right], [])
         if self.special is not None:
             return ast.Call(ast.Name(self.special, ast.Load()), [node.left], [])
         return ast.Call(ast.Name("pow", ast.Load()), [node.left, ast.Name("pow_y", ast.Load())],
                         [])
+
+
+_POW_FUNCTIONS = {y: f.__name__ for y, f in POW_BY_SCALAR.items()}
+
+
+def _constant(node):
+    """The value of an expression made of number literals only (``2.0 - 1``), else None."""
+    if _names(node):
+        return None
+    try:
+        return float(eval(compile(ast.Expression(node), "<exponent>", "eval"), {}))
+    except (ArithmeticError, TypeError, ValueError):
+        return None
 
 
 def _names(node):
@@ -107,8 +123,9 @@ def _hoisted_pow(tree, arrays):
 def scalar_expr(formula, dtype_name, vector_pow=False, arrays=None, special=None):
     """The formula as numba source, with constants typed for ``dtype_name``.
 
-    ``vector_pow``: float ``**`` calls vmath's ``pow`` (the module must import it); integer
-    dtypes keep numba's exact integer power. ``arrays``: the names of array inputs; a float
+    ``vector_pow``: float ``**`` calls vmath's ``pow``, or a POW_BY_SCALAR function when the
+    exponent is a number literal (the module must import ``VMATH_IMPORT``); integer dtypes keep
+    numba's exact integer power. ``arrays``: the names of array inputs; a float
     tensor ** scalar then reads its exponent from ``pow_y`` (see ``_hoisted_pow``), or calls
     ``special`` (a POW_BY_SCALAR function's name) on its base.
     """
@@ -178,10 +195,11 @@ def _cpu_loop(layout, arrays=()):
     return lines, pad
 
 
-_POW_SPECIAL = ", ".join(f.__name__ for f in POW_BY_SCALAR.values())
+# what a module of kernels from ``scalar_expr(..., vector_pow=True)`` imports beside scalar.py
+VMATH_IMPORT = (f"from jitgrad.backends.cpu.vmath import pow, {', '.join(_POW_FUNCTIONS.values())}"
+                "  # noqa: F401")
 CPU_TARGET = ([f"# scalar functions {_SCALAR_HASH}", "import numpy as np", "from numba import njit",
-               "from jitgrad.backends.cpu.scalar import *  # noqa: F403",
-               f"from jitgrad.backends.cpu.vmath import pow, {_POW_SPECIAL}  # noqa: F401", ""],
+               "from jitgrad.backends.cpu.scalar import *  # noqa: F403", VMATH_IMPORT, ""],
               '@njit(cache=True, error_model="numpy")', _cpu_loop)
 
 
