@@ -216,7 +216,7 @@ class _Rename(ast.NodeTransformer):
 
 
 def _expr(formula, dtype_name, names):
-    tree = ast.parse(codegen.scalar_expr(formula, dtype_name), mode="eval")
+    tree = ast.parse(codegen.scalar_expr(formula, dtype_name, vector_pow=True), mode="eval")
     return ast.unparse(_Rename(names).visit(tree))
 
 
