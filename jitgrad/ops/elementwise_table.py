@@ -21,8 +21,9 @@ ELEMENTWISE = {
     "sub": ("x y", "x - y", "arith", {"x": "g", "y": "-g"}, {"sa": "RsubBackward1"}),
     "mul": ("x y", "x * y", "arith", {"x": "g * y", "y": "g * x"}),
     "div": ("x y", "x / y", "float", {"x": "g / y", "y": "-g * result / y"}),
-    # NOTE: d/dy of x**y is 0 where x == 0 and y >= 0 (PyTorch's choice), not nan from log(0).
-    "pow": ("x y", "x ** y", "arith", {"x": "g * y * x ** (y - 1)",
+    # NOTE: d/dy of x**y is 0 where x == 0 and y >= 0 (PyTorch's choice), not nan from log(0);
+    # d/dx is 0 where y == 0, as PyTorch masks it, not 0 * inf at x == 0.
+    "pow": ("x y", "x ** y", "arith", {"x": "where(y == 0, 0, g * y * x ** (y - 1))",
                                        "y": "where((x == 0) & (y >= 0), 0, g * result * log(x))"},
             {"aa": "PowBackward1", "as": "PowBackward0", "sa": "PowBackward2"}),
     # NOTE: ties split the gradient evenly between the operands, as PyTorch does.

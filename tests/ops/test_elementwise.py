@@ -166,3 +166,13 @@ def test_large_tensor_matches_numpy():
     x = np.random.default_rng(0).standard_normal(1_000_003).astype(np.float32)
     out = (jitgrad.from_numpy(x) * 0.5 + 1).tanh().numpy()
     np.testing.assert_allclose(out, np.tanh(x * np.float32(0.5) + 1), rtol=1e-6, atol=1e-6)
+
+
+def test_pow_gradient_at_a_zero_exponent_is_zero_like_torch():
+    x = jitgrad.tensor([0.0, 1.5, -2.0], requires_grad=True)
+    y = jitgrad.tensor([0.0, 0.0, 2.0], requires_grad=True)
+    (x ** y).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, -4.0])
+    z = jitgrad.tensor([0.0, 1.5], requires_grad=True)
+    (z ** 0).sum().backward()
+    np.testing.assert_array_equal(z.grad.numpy(), [0.0, 0.0])  # not 0 * inf = nan at 0
