@@ -473,11 +473,13 @@ def cast(array, np_dtype):
 def apply(spec, args):
     """``spec`` applied out of place to Tensors / scalars, recording a node if grad is needed.
 
-    The common case (CPU tensors of one shape, contiguous, needing no casts, and Python
-    numbers) is checked and run inline here: on tiny tensors each extra call is a visible cost.
+    The common cases (CPU tensors of one shape, contiguous, needing no casts, and Python
+    numbers; or such tensors where some repeat over leading dims, as a bias row does) are
+    checked and run inline here: on tiny tensors each extra call is a visible cost.
     """
     sig = ""
     shape = None
+    broadcast = False
     flat_values = []
     for a in args:
         if isinstance(a, Tensor):
@@ -487,7 +489,7 @@ def apply(spec, args):
             if shape is None:
                 shape = d.shape
             elif d.shape != shape:
-                break
+                broadcast = True
             sig += d.dtype.char if d.ndim else d.dtype.char + "0"
             flat_values.append(d.ravel())
         else:
@@ -498,7 +500,11 @@ def apply(spec, args):
             flat_values.append(a)
     else:
         plan = spec.plans.get(sig)
-        if plan is not None and plan.casts is None and shape is not None:
+        if plan is not None and plan.casts is None and broadcast:
+            out = _apply_rows(spec, plan, args, flat_values)
+            if out is not None:
+                return out
+        elif plan is not None and plan.casts is None and shape is not None:
             out = np.empty(shape, plan.out_dtype)
             out_flat = out.ravel()
             plan.flat_kernel(*flat_values, out_flat)
@@ -509,6 +515,33 @@ def apply(spec, args):
                         return _record(spec, plan, args, None, out, flat_values)
             return Tensor._wrap(out)
     return _apply_general(spec, args)
+
+
+def _apply_rows(spec, plan, args, flat_values):
+    """``apply`` through the 'r' kernel when every tensor is whole or one block of trailing dims
+    of the largest (``_trailing_rows``); None to take the general path."""
+    shape = max((args[i]._data for i in plan.tensors), key=lambda d: d.size).shape
+    out = np.empty(shape, plan.out_dtype)
+    rows = _trailing_rows([*(args[i]._data for i in plan.tensors), out], shape)
+    if rows is None:
+        return None
+    _run_rows(spec, plan, flat_values, rows)
+    if spec.node_cls is not None and _GRAD.enabled:
+        for i in plan.tensors:
+            if args[i]._requires_grad:
+                return _record(spec, plan, args, None, out, None)
+    return Tensor._wrap(out)
+
+
+def _run_rows(spec, plan, flat_values, rows):
+    """The 'r' kernel of ``plan`` on flat inputs (numbers as they are) and ``_trailing_rows``'s
+    result for its tensors and a contiguous output."""
+    n_rows, n_cols, views, row_strides = rows
+    strides = [0] * len(flat_values)
+    for i, row in zip(plan.tensors, row_strides):
+        strides[i] = row
+    spec.kernel(plan.compute.name, plan.mask, "r")(*flat_values, views[-1], n_rows, n_cols,
+                                                   *strides, n_cols)
 
 
 def _apply_general(spec, args):
@@ -648,6 +681,8 @@ def apply_(spec, target, args):
     """
     if not isinstance(target, Tensor):
         raise TypeError("in-place ops need a Tensor to write into")
+    if _inplace_fast(spec, target, args):
+        return target
     plan, values, shape, args, _ = _prepare(spec, args)
     compute = plan.compute
     if shape != target._data.shape:
@@ -672,6 +707,43 @@ def apply_(spec, target, args):
     target._version[0] += 1
     return target
 
+
+
+def _inplace_fast(spec, target, args):
+    """``apply_`` without a graph on contiguous CPU tensors of ``target``'s dtype that are
+    whole or repeat over its leading dims (``linear``'s bias); False to take the general path."""
+    out = target._data
+    if type(out) is not np.ndarray or not out.flags.c_contiguous:
+        return False
+    sig = ""
+    arrays, flat_values = [], []
+    for a in args:
+        if isinstance(a, Tensor):
+            d = a._data
+            if (a._requires_grad and _GRAD.enabled) or type(d) is not np.ndarray or \
+                    not d.flags.c_contiguous:
+                return False
+            sig += d.dtype.char if d.ndim else d.dtype.char + "0"
+            arrays.append(d)
+            flat_values.append(d.ravel())
+        else:
+            code = _SCALAR_SIG.get(type(a))
+            if code is None:
+                return False
+            sig += code
+            flat_values.append(a)
+    plan = spec.plans.get(sig)
+    if plan is None or plan.casts is not None or plan.out_dtype != out.dtype or not out.size:
+        return False
+    if all(d.shape == out.shape for d in arrays):
+        plan.flat_kernel(*flat_values, out.ravel())
+    else:
+        rows = _trailing_rows([*arrays, out], out.shape)
+        if rows is None:
+            return False
+        _run_rows(spec, plan, flat_values, rows)
+    target._version[0] += 1
+    return True
 
 
 SPECS = {name: Elementwise(name, entry[0].split(), *entry[1:])

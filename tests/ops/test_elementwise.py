@@ -85,6 +85,18 @@ def test_row_layout_kernels_against_numpy():
     ]
     for got, expected in cases:
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-15)
+    for _ in range(2):  # the second call takes apply's inline broadcast path (plan cached)
+        np.testing.assert_allclose((jitgrad.tensor(a) * jitgrad.tensor(bias[None])).numpy(),
+                                   a * bias, rtol=1e-15)
+    t = jitgrad.tensor(a.copy())
+    with jitgrad.no_grad():
+        for _ in range(2):  # in place: general path, then the inline one
+            t.add_(jitgrad.tensor(bias))
+        t[:, 1:7].mul_(jitgrad.tensor(bias[1:7]))  # a strided target: the general path
+    expected = a + 2 * bias
+    expected[:, 1:7] *= bias[1:7]
+    np.testing.assert_allclose(t.numpy(), expected, rtol=1e-15)
+    assert t._version[0] == 3
     out = np.zeros((6, 10))
     elementwise.copy_into(out[:, 1:9], bias)  # a row-strided destination
     np.testing.assert_array_equal(out[:, 1:9], np.broadcast_to(bias, (6, 8)))
