@@ -74,7 +74,11 @@ def run(root, root_grad, retain_graph):
         out = np.empty(leaf.variable._data.shape, g.dtype)
         outs.append(out)
         flat_outs.append(out.ravel())
-    kernel(n, g.ravel(), *reads, *flat_outs)
+    try:  # numba compiles on the first call: nothing is written before this succeeds
+        kernel(n, g.ravel(), *reads, *flat_outs)
+    except Exception as error:  # noqa: BLE001  eager backward still gives the right answer
+        _disable(key, error)
+        return False
     _stats["fused"] += 1
     if not retain_graph:
         for node in nodes:
@@ -100,12 +104,17 @@ def _hot_kernel(key):
     try:
         kernel = codegen.load_module("fused_backward", _source(key)).fused_backward
     except Exception as error:  # noqa: BLE001  eager backward still gives the right answer
-        warnings.warn(f"fused backward disabled for one graph: {error!r}", RuntimeWarning,
-                      stacklevel=4)
-        kernel = None
+        return _disable(key, error)
     _kernels[key] = kernel
-    _stats["compiled"] += kernel is not None
+    _stats["compiled"] += 1
     return kernel
+
+
+def _disable(key, error):
+    """Run ``key``'s graphs eagerly from now on, and say why (a bug worth reporting)."""
+    _kernels[key] = None
+    warnings.warn(f"fused backward disabled for one graph: {error!r}", RuntimeWarning,
+                  stacklevel=5)
 
 
 # key codes: a leaf, a full sum or mean at the root, then one code per (plan, edge targets)

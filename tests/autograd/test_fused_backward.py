@@ -215,3 +215,14 @@ def test_compiles_only_once_a_graph_is_hot():
     assert after["fused"] == before["fused"] + 2
     assert after["compiled"] <= before["compiled"] + 1
     np.testing.assert_allclose(x.grad.numpy(), 4 * 7.25 * np.cos([0.25, 0.5]), rtol=1e-6)
+
+
+def test_a_kernel_that_fails_falls_back_to_eager_with_a_warning(fuse_always, monkeypatch):
+    def broken(*args):
+        raise TypeError("no kernel")
+
+    monkeypatch.setattr(fused_backward, "_hot_kernel", lambda key: broken)
+    x = jitgrad.tensor([0.5, 1.5], requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="fused backward disabled"):
+        (x.exp() * 3.5).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 3.5 * np.exp([0.5, 1.5]))
