@@ -1,6 +1,6 @@
 """Whole steps from the performance table of the benchmark issue (jitgrad vs torch)."""
 
-from .common import DEVICES, LIBRARIES, array, check_device, library, sync, tensor
+from .common import DEVICES, LIBRARIES, array, check_device, library, sync, tensor, warm_up
 
 
 class TutorialStep:
@@ -13,7 +13,7 @@ class TutorialStep:
         self.lib = library(lib_name)
         self.device = device
         check_device(self.lib, device)
-        self.time_step()
+        warm_up(self.time_step)
 
     def time_step(self, *_):
         x = self.lib.ones(2, 2, requires_grad=True, device=self.device)
@@ -31,7 +31,7 @@ class SmallChain:
 
     def setup(self, lib_name):
         self.x = tensor(library(lib_name), (4,), requires_grad=True)
-        self.time_chain()
+        warm_up(self.time_chain)
 
     def time_chain(self, *_):
         y = self.x
@@ -52,7 +52,7 @@ class LargeElementwiseChain:
         check_device(lib, device)
         self.x = tensor(lib, (1_000_000,), requires_grad=True, device=device)
         self.w = tensor(lib, (1_000_000,), seed=1, requires_grad=True, device=device)
-        self.time_chain()
+        warm_up(self.time_chain)
 
     def time_chain(self, *_):
         ((self.x * self.w + 0.5).tanh() * self.x).sigmoid().sum().backward()
