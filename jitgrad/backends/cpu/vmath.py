@@ -19,7 +19,7 @@ __all__ = ["exp", "expm1", "log", "log1p", "tanh", "sigmoid", "sin", "cos", "erf
 # a float32 (computed in float32), float64, or integer/bool (computed as float64) scalar. Calls
 # from Python on scalars also work (tests, debugging). Max error, float32 exhaustive / float64
 # sampled against mpmath: exp 1.02/0.85 ulp, expm1 1.46/1.05, log 1.26/0.77, log1p 1.25/0.96,
-# tanh 1.91/1.9, sigmoid 1.43/1.08, erf 1.21/0.93, pow 0.51/1.17 (sampled over both arguments),
+# tanh 1.91/1.9, sigmoid 1.43/1.08, erf 1.21/0.93, pow 0.65/1.17 (sampled over both arguments),
 # sin and cos 1.57/1.4 for |x| <= 2**14*pi/2
 # ~ 25_700 (float32) and 2**27*pi/2 ~ 2.1e8 (float64). Beyond that the reduction is inexact:
 # absolute error stays < 2e-6 (float32, up to 6.5e6) and < 1e-14 (float64, up to 3.5e15), and
@@ -194,6 +194,20 @@ def _copysign(typingctx, mag, sgn):
     return mag(mag, sgn), codegen
 
 
+@intrinsic
+def _rint(typingctx, x):
+    """x rounded to the nearest integer (llvm.rint: one vrndscale/roundps, vectorizes)."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        lt = context.get_value_type(sig.return_type)
+        fn = builder.module.declare_intrinsic("llvm.rint", [lt], ir.FunctionType(lt, [lt]))
+        return builder.call(fn, args)
+
+    return x(x), codegen
+
+
 def _horner(x, c):
     """c[0] + x*(c[1] + x*(... c[n-1])), unrolled at typing time for a tuple c."""
     raise NotImplementedError("only callable from jitted code")
@@ -207,6 +221,35 @@ def _ol_horner(x, c):
     lines = ["def impl(x, c):", f"    p = c[{n - 1}]"]
     lines += [f"    p = _mad(x, p, c[{i}])" for i in range(n - 2, -1, -1)]
     lines.append("    return p")
+    ns = {"_mad": _mad}
+    exec("\n".join(lines), ns)
+    return ns["impl"]
+
+
+def _estrin(x, c):
+    """The polynomial of _horner by Estrin's scheme: pairs c[i] + x*c[i+1], then pairs of those
+    with x**2, x**4, ...; more operations than Horner but a dependency chain of about log2(n)
+    instead of n, which is what limits pow's long polynomials in a vectorized loop."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(_estrin)
+def _ol_estrin(x, c):
+    if not isinstance(c, types.UniTuple):
+        return None
+    terms = [f"c[{i}]" for i in range(c.count)]
+    lines, xp, lvl = ["def impl(x, c):"], "x", 0
+    while len(terms) > 1:
+        new = []
+        for i in range(0, len(terms) - 1, 2):
+            lines.append(f"    q{lvl}_{i // 2} = _mad({xp}, {terms[i + 1]}, {terms[i]})")
+            new.append(f"q{lvl}_{i // 2}")
+        terms = new + terms[len(terms) - len(terms) % 2:]
+        if len(terms) > 1:
+            lines.append(f"    x{lvl + 1} = {xp} * {xp}")
+            xp = f"x{lvl + 1}"
+        lvl += 1
+    lines.append(f"    return {terms[0]}")
     ns = {"_mad": _mad}
     exec("\n".join(lines), ns)
     return ns["impl"]
@@ -342,16 +385,18 @@ _ERF_T32, _ERF_T64 = _f32(0.921875), _f64(0.921875)
 _ERF_CLAMP32, _ERF_CLAMP64 = _f32(4.0), _f64(5.95)
 
 # pow, float32 (computed in float64): log2(1 + f) = f * P(f) for f in [sqrt(1/2)-1, sqrt(2)-1]
-# and 2**r = Q(r) for |r| <= 1/2 (Chebyshev fits, errors 2**-35 and 2**-40: far below a float32
-# ulp even after y*log2(x) multiplies the first by up to 150).
-_POW_LOG2_32 = _f64(1.4426950408708001, -0.7213475209645678, 0.4808983602257586,
-                    -0.3606736551116225, 0.28853738945586715, -0.2404543416829088,
-                    0.20617300241671624, -0.18027113005305953, 0.15878122632807481,
-                    -0.14348655462169693, 0.14496051914196942, -0.14147494476837683,
-                    0.07555245185556171)
-_POW_EXP2_32 = _f64(1.0, 0.6931471805459335, 0.2402265069581299, 0.05550410941205933,
-                    0.009618129159402558, 0.0013333450568000645, 0.00015403455852453838,
-                    1.5310079402249296e-05, 1.3255224878668817e-06)
+# and 2**r = Q(r) for |r| <= 1/2 (weighted least-squares fits, relative errors 2**-33.2 and
+# 2**-29; the first, times ln2*|y*log2|x|| <= 104, stays under 2**-26.5 of the result, so the
+# total is under 0.5 + 0.21 ulp of float32; measured 0.65). Estrin-evaluated (see _estrin).
+_POW_LOG2_32 = _f64(1.4426950409393575, -0.7213475252130794, 0.4808983207234355,
+                    -0.3606728005656531, 0.28854064404713015,
+                    -0.2405041735964449, 0.2060962419238883,
+                    -0.1790469508239179, 0.15900167434770845,
+                    -0.15698242326965064, 0.1548567460452734,
+                    -0.08634482725369085)
+_POW_EXP2_32 = _f64(1.0000000005541883, 0.6931472057371975, 0.24022646890479565,
+                    0.055503287770778065, 0.009618488973839818,
+                    0.001339993118301396, 0.00015345807504586607)
 _POW_CLAMP32 = (_f64(-160.0), _f64(130.0))
 # pow, float64: log1p(f) = 2s + 2s^3/3 + s^5 * P(s^2), s = f/(2+f), s^2 <= 0.0295 (Chebyshev fit
 # of P, error 2**-57 relative); the first two terms are carried as double-doubles.
@@ -360,9 +405,9 @@ _POW_LOG64 = _f64(0.4, 0.2857142857142937, 0.22222222221652765, 0.18181818336099
                   0.11724327060846747)
 _TWO_THIRDS_HI, _TWO_THIRDS_LO = _f64(2 / 3), _f64(3.700743415417188e-17)
 _POW_BIG64 = _f64(1000.0)
-# float32 and float64 constants of _pow_finish: 1, 0, inf, nan, 2**mant, 2**(mant+1)
-_POW_C32 = _f32(1.0, 0.0, np.inf, np.nan, 2.0**23, 2.0**24)
-_POW_C64 = _f64(1.0, 0.0, np.inf, np.nan, 2.0**52, 2.0**53)
+# float32 and float64 constants of _pow_finish: 1, 0, inf, nan, 1/2, -1
+_POW_C32 = _f32(1.0, 0.0, np.inf, np.nan, 0.5, -1.0)
+_POW_C64 = _f64(1.0, 0.0, np.inf, np.nan, 0.5, -1.0)
 
 
 # ---------------------------------------------------------------- exp, expm1
@@ -705,39 +750,35 @@ def _pow_finish(x, y, mag, c):
     """x**y from mag = exp(y*log|x|): the sign for a negative base and C99's (and PyTorch's)
     special cases that the product does not give (x = +-1, y = 0, negative x), as selects.
     c: _POW_C32 or _POW_C64."""
-    one, zero, inf, nan, two_m, two_m1 = c
-    ay = abs(y)
-    # NOTE: |y| + 2**mant rounds |y| to an integer held in the low mantissa bits (its parity in
-    # bit 0); |y| >= 2**mant is an integer already, and even from 2**(mant+1) on.
-    small = ay < two_m
-    t = ay + two_m if small else ay
-    whole = t - (two_m if small else zero) == ay
-    odd = whole & (ay < two_m1) & _is_odd(t)
-    neg = x < zero
-    r = -mag if neg & odd else mag
-    # -0 to an odd power keeps its sign: mag is inf or 0 there
-    r = -mag if (x == zero) & odd & (_copysign(one, x) < zero) else r
-    r = nan if neg & (x > -inf) & (ay < inf) & ~whole else r
-    return one if (y == zero) | (x == one) | ((x == -one) & (ay == inf)) else r
+    one, zero, inf, nan, half, mone = c
+    # NOTE: y is an integer when rint(y) == y (infinities count, as C99 treats them: even), and
+    # odd when y/2 is not; from 2**(mant+1) on y/2 is an integer too, so large y are even.
+    whole = _rint(y) == y
+    h = y * half
+    odd = whole & (_rint(h) != h)
+    # the sign of x on an odd power, -0 included (mag is inf or 0 there)
+    r = _copysign(mag, x) if odd else mag
+    r = nan if (x < zero) & (x > -inf) & ~whole else r
+    return one if (y == zero) | (x == one) | ((x == mone) & (abs(y) == inf)) else r
 
 
 # NOTE: inline="always" (numba IR inlining): LLVM's inliner finds these too big, and a call in
 # the loop body stops vectorization.
 @njit(inline="always", **_JIT)
 def _pow32(x, y):
-    # NOTE: float64 inside: log2|x| to 2**-35 relative, y*log2|x| rounds once, and 2**t has
-    # error 2**-40 before the one rounding to float32 (0.5 ulp + 2**-5 at most). float32
+    # NOTE: float64 inside: log2|x| to 2**-33 relative, y*log2|x| rounds once, and 2**t has
+    # error 2**-28.5 before the one rounding to float32 (measured 0.65 ulp at most). float32
     # denormals are normal float64 numbers, and float32 overflow/underflow happen in the final
     # conversion, so the clamps only keep 2**k finite.
     ax = np.float64(abs(x))
     m, e = _frexp2(ax)
     f = m - _O64
-    t = np.float64(y) * _pow_log_edges(ax, _mad(f, _horner(f, _POW_LOG2_32), e))
+    t = np.float64(y) * _pow_log_edges(ax, _mad(f, _estrin(f, _POW_LOG2_32), e))
     lo, hi = _POW_CLAMP32
     t = hi if t > hi else t
     t = lo if t < lo else t
     k = (t + _MAGIC64) - _MAGIC64
-    mag = np.float32(_horner(t - k, _POW_EXP2_32) * _pow2i(k))
+    mag = np.float32(_estrin(t - k, _POW_EXP2_32) * _pow2i(k))
     return _pow_finish(x, y, mag, _POW_C32)
 
 
