@@ -220,8 +220,13 @@ class Region:
         if k is None:
             src = (self.forward_src if not variant else
                    _codegen.forward_source(_Baked(self, variant)))
-            k = self._forward[variant] = codegen.load_module("fused_fwd", src).forward
+            k = self._forward[variant] = self._quiet(codegen.load_module("fused_fwd", src).forward)
         return k
+
+    def _quiet(self, kernel):
+        """CPU kernels hide numba's inlining warning on their compiling call (CUDA kernels
+        are launched with ``kernel[grid]`` and keep their own dispatcher)."""
+        return kernel if self.cuda else codegen.QuietFirstCall(kernel)
 
     def variant(self, scalars):
         """Which pow exponents this call's kernels bake in (``POW_BY_SCALAR`` values: ``** 2``
@@ -240,15 +245,16 @@ class Region:
         k = self._backward.get((mask, variant))
         if k is None:
             src = _codegen.backward_source(_Baked(self, variant), mask)
-            k = self._backward[mask, variant] = codegen.load_module("fused_bwd", src).backward
+            k = self._backward[mask, variant] = self._quiet(
+                codegen.load_module("fused_bwd", src).backward)
         return k
 
     def forward_grad_kernel(self, mask, variant=()):
         k = self._forward_grad.get((mask, variant))
         if k is None:
             src = _codegen.forward_grad_source(_Baked(self, variant), mask)
-            k = self._forward_grad[mask, variant] = codegen.load_module(
-                "fused_fwdgrad", src).forward_grad
+            k = self._forward_grad[mask, variant] = self._quiet(codegen.load_module(
+                "fused_fwdgrad", src).forward_grad)
         return k
 
     def run(self, tensors, scalars):

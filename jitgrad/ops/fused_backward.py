@@ -102,7 +102,8 @@ def _hot_kernel(key):
         return None
     _seen.pop(key, None)
     try:
-        kernel = codegen.load_module("fused_backward", _source(key)).fused_backward
+        kernel = codegen.QuietFirstCall(
+            codegen.load_module("fused_backward", _source(key)).fused_backward)
     except Exception as error:  # noqa: BLE001  eager backward still gives the right answer
         return _disable(key, error)
     _kernels[key] = kernel

@@ -226,3 +226,15 @@ def test_a_kernel_that_fails_falls_back_to_eager_with_a_warning(fuse_always, mon
     with pytest.warns(RuntimeWarning, match="fused backward disabled"):
         (x.exp() * 3.5).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), 3.5 * np.exp([0.5, 1.5]))
+
+
+def test_two_pows_in_one_kernel_compile_without_numba_warnings(fuse_always):
+    import warnings
+
+    x = jitgrad.tensor(np.linspace(0.1, 2, 8), requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numba's inlining check would warn on the compile
+        (((x.sigmoid() + 0.5) ** 2.25) ** 1.5).sum().backward()
+    s = 1 / (1 + np.exp(-np.linspace(0.1, 2, 8)))
+    expected = 1.5 * 2.25 * (s + 0.5) ** (2.25 * 1.5 - 1) * s * (1 - s)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)

@@ -155,7 +155,7 @@ def test_pow_exponents_are_baked_into_the_kernels(end):
     (plan,) = cfn.plans.values()
     (region,) = plan.regions
     sources = [src for k in (region._forward, region._backward, region._forward_grad)
-               for src in map(lambda kernel: kernel.py_func.__module__, k.values())]
+               for src in map(lambda kernel: kernel.kernel.py_func.__module__, k.values())]
     assert sources and region.pow_slots
     text = "".join(inspect.getsource(sys.modules[name]) for name in sources)
     assert "pow_2(" in text and "pow_half(" in text and "pow_3(" in text and "pow(" in text
@@ -289,7 +289,7 @@ _SUBPROCESS = textwrap.dedent("""
     y.backward()  # the retained graph recomputes with the backward kernel
     (plan,) = f.plans.values()
     r = plan.regions[0]
-    kernels = [r.forward_grad_kernel((True, True)), r.backward_kernel((True, True))]
+    kernels = [r.forward_grad_kernel((True, True)).kernel, r.backward_kernel((True, True)).kernel]
     print(sum(len(k.stats.cache_misses) for k in kernels),
           sum(len(k.stats.cache_hits) for k in kernels), f"{x.grad.sum().item():.6f}")
 """)
@@ -828,7 +828,7 @@ _PARTIAL_SUBPROCESS = textwrap.dedent("""
     f(x, w).sum().backward()
     (plan,) = f.plans.values()
     r = plan.regions[0]
-    kernels = [r.forward, r.backward_kernel((True, True))]
+    kernels = [r.forward.kernel, r.backward_kernel((True, True)).kernel]
     print(sum(len(k.stats.cache_misses) for k in kernels),
           sum(len(k.stats.cache_hits) for k in kernels), f"{x.grad.sum().item():.6f}")
 """)

@@ -12,15 +12,43 @@ import importlib.util
 import os
 import sys
 import tempfile
+import warnings
+
+from numba.core.errors import NumbaIRAssumptionWarning
 
 from jitgrad.backends.cpu.vmath import POW_BY_SCALAR
 
-__all__ = ["CPU_TARGET", "cache_dir", "elementwise_source", "kernel_name", "load_module", "masks",
-           "scalar_expr"]
+__all__ = ["CPU_TARGET", "QuietFirstCall", "VMATH_IMPORT", "cache_dir", "elementwise_source",
+           "kernel_name", "load_module", "masks", "scalar_expr"]
 
 _NP_TYPE = {"float32": "np.float32", "float64": "np.float64", "int64": "np.int64",
             "int32": "np.int32", "bool": "np.bool_"}
 MAX_DIMS = 4  # strided kernels are 4-D; the op layer coalesces or loops over the rest
+
+
+class QuietFirstCall:
+    """A kernel whose first call (where numba compiles it) hides NumbaIRAssumptionWarning.
+
+    numba's pedantic SSA check warns "variable ... is not in scope" when a function inlines
+    the same ``inline="always"`` helper twice (two pows in one fused kernel); the code is
+    right, and users should not see numba's internal check.
+    """
+
+    __slots__ = ("kernel", "_call")
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self._call = self._first
+
+    def _first(self, *args):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning)
+            result = self.kernel(*args)
+        self._call = self.kernel
+        return result
+
+    def __call__(self, *args):
+        return self._call(*args)
 
 
 def cache_dir():
