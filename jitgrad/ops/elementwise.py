@@ -623,37 +623,18 @@ def _backward(node, grad_output):
     if saved is None or node.versions is not None:
         saved = node.saved_values()  # raises when freed or modified in place
     args, cast_values, result, fast, flat_values = saved
-    if fast is not None and not _GRAD.enabled:
-        # the forward was flat: when ``g`` matches its output, each derivative is one flat
-        # kernel call on the forward's own flat views, and needs no broadcast sum or cast
-        g = grad_output._data
-        if (type(g) is np.ndarray and g.dtype == fast.out_dtype and g.flags.c_contiguous
-                and g.shape == args[fast.tensors[0]]._data.shape):
-            gflat = g.ravel()
-            grads = []
-            derivatives = node.spec.derivatives
-            inputs = range(len(args)) if node.edge_inputs is None else node.edge_inputs
-            for i, (edge, _) in zip(inputs, node.next_functions):
-                if edge is None:
-                    grads.append(None)
-                    continue
-                derivative = derivatives[i]
-                if derivative.identity:
-                    grads.append(grad_output)
-                    continue
-                kernel_args = [gflat]
-                for j in derivative.arg_index:
-                    kernel_args.append(flat_values[j])
-                out = np.empty(g.shape, g.dtype)
-                kernel_args.append(out.ravel())
-                fast.derivative_kernel(derivative, i)(*kernel_args)
-                gi = Tensor._wrap(out)
-                gi._fresh = True  # a new buffer only the engine holds
-                grads.append(gi)
-            return grads
-    values = cast_values or args
-    if result is not None:
-        result = Tensor._wrap(result, node if _GRAD.enabled else None)
+    g = grad_output._data
+    # the forward was flat: when ``g`` matches its output, each derivative is one flat kernel
+    # call on the forward's own flat views, and needs no broadcast sum or cast
+    flat = (fast is not None and not _GRAD.enabled and type(g) is np.ndarray
+            and g.dtype == fast.out_dtype and g.flags.c_contiguous
+            and g.shape == args[fast.tensors[0]]._data.shape)
+    if flat:
+        gflat = g.ravel()
+    else:
+        values = cast_values or args
+        if result is not None:
+            result = Tensor._wrap(result, node if _GRAD.enabled else None)
     grads = []
     derivatives = node.spec.derivatives
     inputs = range(len(args)) if node.edge_inputs is None else node.edge_inputs
@@ -661,14 +642,28 @@ def _backward(node, grad_output):
         if edge is None:
             grads.append(None)
             continue
-        a = args[i]
-        gi = derivatives[i](grad_output, values, result)
-        if gi._data.shape != a._data.shape:  # a broadcast input
-            from jitgrad.ops.reduce import sum_to_shape
+        derivative = derivatives[i]
+        if flat:
+            if derivative.identity:
+                grads.append(grad_output)
+                continue
+            kernel_args = [gflat]
+            for j in derivative.arg_index:
+                kernel_args.append(flat_values[j])
+            out = np.empty(g.shape, g.dtype)
+            kernel_args.append(out.ravel())
+            fast.derivative_kernel(derivative, i)(*kernel_args)
+            gi = Tensor._wrap(out)
+            gi._fresh = True  # a new buffer only the engine holds
+        else:
+            a = args[i]
+            gi = derivative(grad_output, values, result)
+            if gi._data.shape != a._data.shape:  # a broadcast input
+                from jitgrad.ops.reduce import sum_to_shape
 
-            gi = sum_to_shape(gi, a._data.shape)
-        if gi._data.dtype != a._data.dtype:
-            gi = gi.to(dtypes.from_numpy_dtype(a._data.dtype))
+                gi = sum_to_shape(gi, a._data.shape)
+            if gi._data.dtype != a._data.dtype:
+                gi = gi.to(dtypes.from_numpy_dtype(a._data.dtype))
         grads.append(gi)
     return grads
 
