@@ -523,20 +523,28 @@ def test_float64_broadcast_and_smaller_values_enter_as_inputs():
     assert compile(fn)(*inputs).dtype == jitgrad.float64
 
 
+def _retained_twice_like_eager(fn, cfn, inputs):
+    """Gradients of sum(f(*inputs) ** 2) backpropagated twice through a retained graph: eager,
+    then the trace and two replays, each equal to eager's. Returns eager's."""
+    want = []
+    for f in (fn, cfn, cfn, cfn):
+        for t in inputs:
+            t.grad = None
+        loss = (f(*inputs) ** 2).sum()
+        loss.backward(retain_graph=True)
+        loss.backward()
+        got = [t.grad.numpy().copy() for t in inputs]
+        want = want or got
+        for g, v in zip(got, want):
+            np.testing.assert_allclose(g, v, **TOL)
+    return want
+
+
 def test_broadcast_retain_graph_and_accumulation():
     fn = lambda x, w, b: (x * w + b).sigmoid() * b  # noqa: E731
     cfn = compile(fn)
     x, w, b = _binputs((4, 1), shape=(4, 5))
-    want = []
-    for f in (fn, cfn, cfn, cfn):
-        x.grad = w.grad = b.grad = None
-        loss = (f(x, w, b) ** 2).sum()
-        loss.backward(retain_graph=True)
-        loss.backward()
-        got = [t.grad.numpy().copy() for t in (x, w, b)]
-        want = want or got
-        for g, v in zip(got, want):
-            np.testing.assert_allclose(g, v, **TOL)
+    _retained_twice_like_eager(fn, cfn, (x, w, b))
     loss_fn = compile(lambda x, w, b: ((x * w + b).tanh()).mean())
     x.grad = w.grad = b.grad = None
     for _ in range(3):  # trace + 2 replays into the same .grad
@@ -748,16 +756,7 @@ def test_partial_reduction_retain_graph_and_accumulation():
     fn = lambda x, w, b: ((x * w + b).sigmoid() * b).mean(1)  # noqa: E731
     cfn = compile(fn)
     x, w, b = _binputs((4, 1), shape=(4, 5))
-    want = []
-    for f in (fn, cfn, cfn, cfn):
-        x.grad = w.grad = b.grad = None
-        loss = (f(x, w, b) ** 2).sum()
-        loss.backward(retain_graph=True)
-        loss.backward()
-        got = [t.grad.numpy().copy() for t in (x, w, b)]
-        want = want or got
-        for g, v in zip(got, want):
-            np.testing.assert_allclose(g, v, **TOL)
+    want = _retained_twice_like_eager(fn, cfn, (x, w, b))
     out = cfn(x, w, b)
     with pytest.raises(RuntimeError, match="second time"):
         out.sum().backward()
