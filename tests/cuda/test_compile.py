@@ -34,12 +34,14 @@ def _run(fn, inputs, weight=None):
 
 
 def _check_same(fn, cfn, inputs, calls=3):
-    dtype = inputs[0].dtype
-    ref = np.linspace(-1, 1, inputs[0].numel()).reshape(tuple(inputs[0].shape))
-    weight = jitgrad.tensor(ref).to(dtype).cuda()
+    """Values and gradients of sum(value * weight) (weight: the output's shape) of ``cfn``
+    against ``fn``: the trace, then replays of the fused plan."""
+    out = fn(*inputs)
+    ref = np.linspace(-1, 1, max(1, out.numel())).reshape(tuple(out.shape))
+    weight = jitgrad.tensor(ref).to(inputs[0].dtype).cuda()
     want, want_grads = _run(fn, inputs, weight)
     tol = TOL[want.dtype.type]
-    for _ in range(calls):  # the trace, then replays of the fused plan
+    for _ in range(calls):
         got, grads = _run(cfn, inputs, weight)
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_allclose(got, want, **tol)
@@ -47,6 +49,7 @@ def _check_same(fn, cfn, inputs, calls=3):
             if w is None:
                 assert g is None
             else:
+                assert g.shape == w.shape
                 np.testing.assert_allclose(g, w, **tol)
     assert not cfn.divergences and all(p is not None for p in cfn.plans.values())
 
@@ -240,26 +243,6 @@ def _bcast_inputs(bshape, shape=(2, 3), dtype=np.float32, b_grad=True, seed=0):
     return [x, w, b]
 
 
-def _check_same_bcast(fn, cfn, inputs, calls=3):
-    """As ``_check_same``, with a weight of the output's shape and gradients of input shapes."""
-    out = fn(*inputs)
-    ref = np.linspace(-1, 1, max(1, out.numel())).reshape(tuple(out.shape))
-    weight = jitgrad.tensor(ref).to(inputs[0].dtype).cuda()
-    want, want_grads = _run(fn, inputs, weight)
-    tol = TOL[want.dtype.type]
-    for _ in range(calls):
-        got, grads = _run(cfn, inputs, weight)
-        assert got.dtype == want.dtype and got.shape == want.shape
-        np.testing.assert_allclose(got, want, **tol)
-        for g, w in zip(grads, want_grads):
-            if w is None:
-                assert g is None
-            else:
-                assert g.shape == w.shape
-                np.testing.assert_allclose(g, w, **tol)
-    assert not cfn.divergences and all(p is not None for p in cfn.plans.values())
-
-
 @pytest.mark.parametrize("end", ["sum", "mean", "none"])
 @pytest.mark.parametrize("bshape,pattern", [((3,), "r"), ((2, 1), "c"), ((), "1"), ((1,), "1")])
 def test_broadcast_bias_rows_columns_and_single_elements(bshape, pattern, end):
@@ -268,7 +251,7 @@ def test_broadcast_bias_rows_columns_and_single_elements(bshape, pattern, end):
         return v.sum() if end == "sum" else v.mean() if end == "mean" else v
 
     cfn = compile(fn)
-    _check_same_bcast(fn, cfn, _bcast_inputs(bshape))
+    _check_same(fn, cfn, _bcast_inputs(bshape))
     (region,) = _regions(cfn)
     assert region.cuda and region.patterns == ("f", "f", pattern)
 
@@ -282,10 +265,10 @@ def test_broadcast_several_inputs_middle_blocks_and_expanded_copies():
     inputs = [jitgrad.tensor(rng.uniform(-1, 1, s).astype(np.float64)).cuda().requires_grad_()
               for s in shapes]
     cfn = compile(fn)
-    _check_same_bcast(fn, cfn, inputs)
+    _check_same(fn, cfn, inputs)
     assert _regions(cfn)[0].patterns == ("f", "b", "r", "1")
     gn = compile(lambda x, b: ((x * b + 1).tanh() * x).sum())  # (2, 1, 3): expanded by a copy
-    _check_same_bcast(lambda x, b: ((x * b + 1).tanh() * x).sum(), gn,
+    _check_same(lambda x, b: ((x * b + 1).tanh() * x).sum(), gn,
                       [inputs[0], jitgrad.tensor(rng.uniform(-1, 1, (2, 1, 3))).cuda()
                        .requires_grad_()])
     assert _regions(gn)[0].patterns == ("f", "x")
@@ -300,7 +283,7 @@ def test_broadcast_partial_requires_grad_retain_graph_and_accumulation():
     cfn = compile(bfn)
     x, w, b = _bcast_inputs((2, 1), b_grad=True)
     w.requires_grad_(False)
-    _check_same_bcast(bfn, cfn, [x, w, b])
+    _check_same(bfn, cfn, [x, w, b])
     want = None
     for f in (bfn, cfn, cfn):
         x.grad = b.grad = None
@@ -356,7 +339,7 @@ def test_partial_reductions_end_the_region(shape, bshape, reduction, groups):
         return reduction(((x * w + b).tanh() * x).sigmoid())
 
     cfn = compile(fn)
-    _check_same_bcast(fn, cfn, _bcast_inputs(bshape, shape=shape), calls=2)
+    _check_same(fn, cfn, _bcast_inputs(bshape, shape=shape), calls=2)
     (region,) = _regions(cfn)
     assert region.cuda and region.groups == groups
     text = cfn.explain()
