@@ -64,17 +64,25 @@ def _run(fn, inputs, weight=None):
 
 
 def _check_same(fn, cfn, inputs, calls=2):
-    weight = jitgrad.tensor(np.linspace(-1, 1, inputs[0].numel()).reshape(inputs[0].shape)
-                            .astype(inputs[0].detach().numpy().dtype))
+    """Values and gradients of sum(value * weight) (weight: the output's shape) of ``cfn``
+    against ``fn``: the trace, then replays of the fused plan."""
+    want_out = fn(*inputs)
+    shape = tuple(want_out.shape)
+    dtype = inputs[0].detach().numpy().dtype
+    weight = jitgrad.tensor(np.linspace(-1, 1, max(1, int(np.prod(shape)))).reshape(shape)
+                            .astype(dtype))
     want, want_grads = _run(fn, inputs, weight)
-    for _ in range(calls):  # the trace, then the replay of the fused plan
+    for _ in range(calls):
         got, grads = _run(cfn, inputs, weight)
+        assert got.shape == want.shape and got.dtype == want.dtype
         np.testing.assert_allclose(got, want, **TOL)
         for g, w in zip(grads, want_grads):
             if w is None:
                 assert g is None
             else:
+                assert g.shape == w.shape
                 np.testing.assert_allclose(g, w, **TOL)
+    assert not cfn.divergences
 
 
 @settings(max_examples=16, deadline=None)
@@ -83,7 +91,7 @@ def _check_same(fn, cfn, inputs, calls=2):
 def test_random_programs_match_eager(steps, end):
     fn = _program(steps, end)
     cfn = compile(fn)
-    _check_same_bcast(fn, cfn, _inputs())
+    _check_same(fn, cfn, _inputs())
     plan = next(iter(cfn.plans.values()))
     assert plan is None or plan.regions
 
@@ -151,7 +159,7 @@ def test_pow_exponents_are_baked_into_the_kernels(end):
     x, y = _inputs((4, 6))
     for p in (2.0, 3.0, 2.5, -1.0, 2.0):  # one type: a changed type retraces
         box["p"] = p
-        _check_same_bcast(fn, cfn, [x, y]) if end == "none" else _check_same(fn, cfn, [x, y])
+        _check_same(fn, cfn, [x, y]) if end == "none" else _check_same(fn, cfn, [x, y])
     (plan,) = cfn.plans.values()
     (region,) = plan.regions
     sources = [src for k in (region._forward, region._backward, region._forward_grad)
@@ -402,27 +410,6 @@ def _binputs(bshape, shape=(3, 5), dtype=np.float32, b_grad=True, seed=0):
     return [x, y, b]
 
 
-def _check_same_bcast(fn, cfn, inputs, calls=2):
-    """Values and gradients of fn against cfn; the output may be larger than the inputs."""
-    want_out = fn(*inputs)
-    shape = tuple(want_out.shape)
-    dtype = inputs[0].detach().numpy().dtype
-    weight = jitgrad.tensor(np.linspace(-1, 1, max(1, int(np.prod(shape)))).reshape(shape)
-                            .astype(dtype))
-    want, want_grads = _run(fn, inputs, weight)
-    for _ in range(calls):
-        got, grads = _run(cfn, inputs, weight)
-        assert got.shape == want.shape and got.dtype == want.dtype
-        np.testing.assert_allclose(got, want, **TOL)
-        for g, w in zip(grads, want_grads):
-            if w is None:
-                assert g is None
-            else:
-                assert g.shape == w.shape
-                np.testing.assert_allclose(g, w, **TOL)
-    assert not cfn.divergences
-
-
 def _regions(cfn):
     return [r for p in cfn.plans.values() if p is not None for r in p.regions]
 
@@ -434,7 +421,7 @@ def _regions(cfn):
 def test_random_programs_with_broadcast_operands_match_eager(steps, end, bshape, b_grad):
     fn = _bprogram(steps, end)
     cfn = compile(fn)
-    _check_same_bcast(fn, cfn, _binputs(bshape, b_grad=b_grad))
+    _check_same(fn, cfn, _binputs(bshape, b_grad=b_grad))
 
 
 @pytest.mark.parametrize("end", ["sum", "mean", "none"])
@@ -447,7 +434,7 @@ def test_bias_rows_columns_and_single_elements_fuse(bshape, pattern, end):
 
     cfn = compile(fn)
     inputs = _binputs(bshape, shape=(4, 5))
-    _check_same_bcast(fn, cfn, inputs)
+    _check_same(fn, cfn, inputs)
     (region,) = _regions(cfn)
     assert region.describe().startswith("mul -> add -> tanh -> mul -> sigmoid")
     assert region.patterns == ("f", "f", pattern) and region.in_shapes[2] == bshape
@@ -462,11 +449,11 @@ def test_several_broadcast_inputs_and_a_larger_output():
     inputs = [jitgrad.tensor(rng.uniform(-1, 1, s).astype(np.float32), requires_grad=True)
               for s in shapes]
     cfn = compile(fn)
-    _check_same_bcast(fn, cfn, inputs)
+    _check_same(fn, cfn, inputs)
     (region,) = _regions(cfn)
     assert region.patterns == ("f", "b", "r", "1")
     no_full = compile(lambda col, row: ((col * row + 1).tanh() * col).sum())  # no full input
-    _check_same_bcast(lambda col, row: ((col * row + 1).tanh() * col).sum(), no_full,
+    _check_same(lambda col, row: ((col * row + 1).tanh() * col).sum(), no_full,
                       inputs[:2])
     assert _regions(no_full)[0].patterns == ("c", "r")
 
@@ -474,8 +461,8 @@ def test_several_broadcast_inputs_and_a_larger_output():
 def test_other_broadcast_patterns_are_expanded_by_a_copy():
     fn = lambda x, b: ((x * b + 1).tanh() * x).sum()  # noqa: E731
     cfn = compile(fn)
-    _check_same_bcast(fn, cfn, _binputs((2, 1, 5), shape=(2, 3, 5))[::2])
-    _check_same_bcast(fn, cfn, _binputs((1, 3, 1), shape=(2, 3, 5))[::2])
+    _check_same(fn, cfn, _binputs((2, 1, 5), shape=(2, 3, 5))[::2])
+    _check_same(fn, cfn, _binputs((1, 3, 1), shape=(2, 3, 5))[::2])
     patterns = sorted(r.patterns for r in _regions(cfn))
     assert patterns == [("f", "b"), ("f", "x")]
 
@@ -486,28 +473,28 @@ def test_requires_grad_on_broadcast_inputs_only():
     for grads in [(False, False, True), (True, False, False), (False, True, True)]:
         for t, g in zip((x, w, b), grads):
             t.requires_grad_(g)
-        _check_same_bcast(fn, compile(fn), [x, w, b])
+        _check_same(fn, compile(fn), [x, w, b])
 
 
 def test_chunked_loops_longer_than_a_summation_block():
     """Rows of 5000 elements (the CPU kernels loop per row chunk, in blocks of 2048)."""
     for bshape in [(5000,), (3, 1), (1,)]:
         fn = lambda x, w, b: ((x * w + b).tanh() * x).sigmoid().sum()  # noqa: E731
-        _check_same_bcast(fn, compile(fn), _binputs(bshape, shape=(3, 5000)))
+        _check_same(fn, compile(fn), _binputs(bshape, shape=(3, 5000)))
         fn = lambda x, w, b: (x * w + b).tanh() * x  # noqa: E731
-        _check_same_bcast(fn, compile(fn), _binputs(bshape, shape=(3, 5000)))
+        _check_same(fn, compile(fn), _binputs(bshape, shape=(3, 5000)))
 
 
 def test_one_kernel_source_serves_every_shape_of_a_pattern():
     fn = lambda x, w, b: ((x * w + b).tanh() * x).sum()  # noqa: E731
     cfn = compile(fn)
     for shape in [(4, 5), (6, 7), (2, 3, 9)]:
-        _check_same_bcast(fn, cfn, _binputs(shape[-1:], shape=shape))
+        _check_same(fn, cfn, _binputs(shape[-1:], shape=shape))
     regions = _regions(cfn)
     assert len(regions) == 3 and len({r.forward_src for r in regions}) == 1
     assert len({r.index_args for r in regions}) == 3
     col = compile(fn)
-    _check_same_bcast(fn, col, _binputs((4, 1), shape=(4, 5)))
+    _check_same(fn, col, _binputs((4, 1), shape=(4, 5)))
     assert _regions(col)[0].forward_src != regions[0].forward_src  # the pattern is in the key
 
 
@@ -518,7 +505,7 @@ def test_float64_broadcast_and_smaller_values_enter_as_inputs():
 
     cfn = compile(fn)
     inputs = _binputs((5,), shape=(3, 5), dtype=np.float64)[::2]
-    _check_same_bcast(fn, cfn, inputs)
+    _check_same(fn, cfn, inputs)
     assert sorted(r.shape for r in _regions(cfn)) == [(3, 5), (5,)]
     assert compile(fn)(*inputs).dtype == jitgrad.float64
 
@@ -613,7 +600,7 @@ _PARTIAL = [  # (value shape, bias shape, reduction, the region's groups)
 def test_partial_reductions_end_the_region(shape, bshape, reduction, groups):
     fn = _chain_to(reduction)
     cfn = compile(fn)
-    _check_same_bcast(fn, cfn, _binputs(bshape, shape=shape))
+    _check_same(fn, cfn, _binputs(bshape, shape=shape))
     (region,) = _regions(cfn)
     assert region.groups == groups and region.dims is not None
     assert region.describe().startswith("mul -> add -> tanh -> mul -> sigmoid -> ")
@@ -663,11 +650,11 @@ def test_one_kernel_source_serves_every_shape_and_sum_or_mean_of_a_grouping():
 
     cfn = compile(fn)
     for shape in [(4, 5), (6, 7), (2, 3, 9)]:
-        _check_same_bcast(fn, cfn, _binputs(shape[-1:], shape=shape))
+        _check_same(fn, cfn, _binputs(shape[-1:], shape=shape))
     regions = _regions(cfn)
     assert {r.groups for r in regions} == {"kr"} and len({r.forward_src for r in regions}) == 1
     mean = compile(lambda x, w, b: ((x * w + b).tanh() * x).mean(-1))
-    _check_same_bcast(lambda x, w, b: ((x * w + b).tanh() * x).mean(-1), mean,
+    _check_same(lambda x, w, b: ((x * w + b).tanh() * x).mean(-1), mean,
                       _binputs((5,), shape=(4, 5)))
     assert _regions(mean)[0].forward_src == regions[0].forward_src  # the scale is an argument
     assert _regions(mean)[0].backward_kernel((True,) * 3) is not None
