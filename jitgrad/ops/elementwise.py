@@ -351,19 +351,7 @@ def _launch(spec, dtype_name, values, mask, out):
     arrays = [v for v in args if type(v) is np.ndarray]
     rows = _rows([*arrays, out], shape)
     if rows is not None:
-        n_rows, n_cols, views, row_strides = rows
-        it = iter(zip(views, row_strides))
-        kernel_args, strides = [], []
-        for v in args:
-            if type(v) is np.ndarray:
-                view, row = next(it)
-                kernel_args.append(view)
-                strides.append(row)
-            else:
-                kernel_args.append(v)
-                strides.append(0)
-        spec.kernel(dtype_name, kind, "r")(*kernel_args, views[-1], n_rows, n_cols, *strides,
-                                           row_strides[-1])
+        _run_rows(spec, dtype_name, kind, args, rows)
         return
     kernel = spec.kernel(dtype_name, kind, "nd")
     for chunk in _strided([*arrays, out], shape):
@@ -525,7 +513,7 @@ def _apply_rows(spec, plan, args, flat_values):
     rows = _trailing_rows([*(args[i]._data for i in plan.tensors), out], shape)
     if rows is None:
         return None
-    _run_rows(spec, plan, flat_values, rows)
+    _run_rows(spec, plan.compute.name, plan.mask, flat_values, rows)
     if spec.node_cls is not None and _GRAD.enabled:
         for i in plan.tensors:
             if args[i]._requires_grad:
@@ -533,15 +521,22 @@ def _apply_rows(spec, plan, args, flat_values):
     return Tensor._wrap(out)
 
 
-def _run_rows(spec, plan, flat_values, rows):
-    """The 'r' kernel of ``plan`` on flat inputs (numbers as they are) and ``_trailing_rows``'s
-    result for its tensors and a contiguous output."""
+def _run_rows(spec, dtype_name, mask, values, rows):
+    """The 'r' kernel for ``mask`` on ``values`` (its 'a' entries replaced by the flat views of
+    ``rows``, a ``_rows`` result for those arrays and the output, numbers passed as they are)."""
     n_rows, n_cols, views, row_strides = rows
-    strides = [0] * len(flat_values)
-    for i, row in zip(plan.tensors, row_strides):
-        strides[i] = row
-    spec.kernel(plan.compute.name, plan.mask, "r")(*flat_values, views[-1], n_rows, n_cols,
-                                                   *strides, n_cols)
+    it = iter(zip(views, row_strides))
+    kernel_args, strides = [], []
+    for v, m in zip(values, mask):
+        if m == "a":
+            view, row = next(it)
+            kernel_args.append(view)
+            strides.append(row)
+        else:
+            kernel_args.append(v)
+            strides.append(0)
+    spec.kernel(dtype_name, mask, "r")(*kernel_args, views[-1], n_rows, n_cols, *strides,
+                                       row_strides[-1])
 
 
 def _apply_general(spec, args):
@@ -703,7 +698,6 @@ def apply_(spec, target, args):
     return target
 
 
-
 def _inplace_fast(spec, target, args):
     """``apply_`` without a graph on contiguous CPU tensors of ``target``'s dtype that are
     whole or repeat over its leading dims (``linear``'s bias); False to take the general path."""
@@ -736,7 +730,7 @@ def _inplace_fast(spec, target, args):
         rows = _trailing_rows([*arrays, out], out.shape)
         if rows is None:
             return False
-        _run_rows(spec, plan, flat_values, rows)
+        _run_rows(spec, plan.compute.name, plan.mask, flat_values, rows)
     target._version[0] += 1
     return True
 
