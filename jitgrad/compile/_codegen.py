@@ -20,7 +20,6 @@ loops instead of plain ones, and for a sum a block tree reduction in place of th
 (see ``_cuda_sum_tail``); a partial reduction runs one thread per output element.
 """
 
-import ast
 
 from jitgrad.backends.cpu import codegen
 
@@ -36,19 +35,9 @@ _BLOCK = 2048
 _JIT_SUM = '@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})'
 
 
-class _Rename(ast.NodeTransformer):
-    def __init__(self, names):
-        self.names = names
-
-    def visit_Name(self, node):
-        new = self.names.get(node.id)
-        return ast.Name(new, ast.Load()) if new else node
-
-
 def _substitute(formula, names, dtype_name, cpu):
     """``formula`` with its names replaced; on the CPU ``**`` is vmath's (x*x for ``** 2``)."""
-    tree = _Rename(names).visit(ast.parse(formula, mode="eval"))
-    return codegen.scalar_expr(ast.unparse(tree), dtype_name, vector_pow=cpu)
+    return codegen.substitute(formula, names, dtype_name, vector_pow=cpu)
 
 
 def broadcast_pattern(in_shape, shape):

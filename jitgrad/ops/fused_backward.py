@@ -12,7 +12,6 @@ generated kernel. Anything else (hooks, retained grads, create_graph, views, mat
 broadcasting, CUDA) runs the eager scheduler.
 """
 
-import ast
 import os
 import warnings
 
@@ -21,6 +20,7 @@ import numpy as np
 from jitgrad.autograd import engine
 from jitgrad.autograd.node import AccumulateGrad
 from jitgrad.backends.cpu import codegen
+from jitgrad.backends.cpu.vmath import POW_BY_SCALAR
 from jitgrad.ops import reduce
 from jitgrad.ops.elementwise import NODE_CLASSES
 from jitgrad.tensor import Tensor
@@ -121,7 +121,7 @@ def _disable(key, error):
 # key codes: a leaf, a full sum or mean at the root, then one code per (plan, edge targets)
 _LEAF, _SUM, _MEAN = 0, 1, 2
 _ROOTS = {reduce.SumBackward0: _SUM, reduce.MeanBackward0: _MEAN}
-_entries = [None, None, None]  # code -> (plan, targets), for the code generator
+_entries = [None, None, None]  # code -> (plan, targets, baked exponent), for the generator
 
 
 def _walk(root, g):
@@ -177,12 +177,18 @@ def _walk(root, g):
                         return None
                     queue.append(nxt)
                 targets.append(i)
-        entry = plan.fused_entries.get(tuple(targets))
+        targets = tuple(targets)
+        entry = plan.fused_entries.get(targets)
         if entry is None:
-            entry = _new_entry(plan, tuple(targets))
-        code, entry_reads = entry
-        key.append(code)
+            entry = _new_entry(plan, targets, None)
         flat_values = saved[4]
+        if entry[2] is not None and flat_values[entry[2]] in POW_BY_SCALAR:
+            # a scalar exponent eager's kernels special-case (2: x*x, 0.5: sqrt) gets a code
+            # of its own, so the fused derivative uses the same formula, bit for bit
+            y = flat_values[entry[2]]
+            entry = plan.fused_entries.get((targets, y)) or _new_entry(plan, targets, y)
+        code, entry_reads, _ = entry
+        key.append(code)
         for j in entry_reads:
             reads.append(flat_values[j])
         nodes.append(node)
@@ -196,38 +202,21 @@ def _walk(root, g):
     return tuple(key), nodes, reads, leaves, n, checks
 
 
-def _new_entry(plan, targets):
-    """A code for a node of ``plan`` whose edges reach ``targets``, and what it reads."""
+def _new_entry(plan, targets, exponent):
+    """(code, values read, index of a pow's scalar exponent or None) for a node of ``plan``
+    whose edges reach ``targets``; ``exponent``: a POW_BY_SCALAR value baked into the code."""
     reads = []
     derivatives = plan.node_cls.spec.derivatives
-    for i, t in zip(_inputs(plan.node_cls), targets):
+    for (i, _), t in zip(plan.edges, targets):  # the edges' forward inputs
         if t >= 0:
             for j in derivatives[i].arg_index:
                 if j not in reads:
                     reads.append(j)
-    entry = plan.fused_entries[targets] = (len(_entries), tuple(reads))
-    _entries.append((plan, targets))
+    scalar_pow = exponent is None and plan.node_cls.spec.name == "pow" and plan.mask[1] == "s"
+    entry = (len(_entries), tuple(reads), 1 if scalar_pow else None)
+    plan.fused_entries[targets if exponent is None else (targets, exponent)] = entry
+    _entries.append((plan, targets, exponent))
     return entry
-
-
-def _inputs(node_cls):
-    """The forward inputs a node class has edges for, in edge order."""
-    return range(len(node_cls.spec.inputs)) if node_cls.edge_inputs is None else \
-        node_cls.edge_inputs
-
-
-class _Rename(ast.NodeTransformer):
-    def __init__(self, names):
-        self.names = names
-
-    def visit_Name(self, node):
-        new = self.names.get(node.id)
-        return ast.copy_location(ast.Name(new, node.ctx), node) if new else node
-
-
-def _expr(formula, dtype_name, names):
-    tree = ast.parse(codegen.scalar_expr(formula, dtype_name, vector_pow=True), mode="eval")
-    return ast.unparse(_Rename(names).visit(tree))
 
 
 def _order(key, start):
@@ -266,8 +255,8 @@ def _source(key):
         if code == _LEAF:
             outs.append(f"out{k}")
         elif code > _MEAN:
-            plan, targets = _entries[code]
-            for j in plan.fused_entries[targets][1]:
+            plan, targets, exponent = _entries[code]
+            for j in plan.fused_entries[targets if exponent is None else (targets, exponent)][1]:
                 var = f"v{k}_r" if j < 0 else f"v{k}_{j}"
                 params.append(f"{var}_")
                 if j >= 0 and plan.mask[j] == "s":
@@ -279,14 +268,16 @@ def _source(key):
         if key[k] == _LEAF:
             body.append(f"        out{k}[i] = g{k}")
             continue
-        plan, targets = _entries[key[k]]
+        plan, targets, exponent = _entries[key[k]]
         spec = plan.node_cls.spec
         names = {"g": f"g{k}", "result": f"v{k}_r"}
         names.update((name, f"v{k}_{j}") for j, name in enumerate(spec.inputs))
-        for i, t in zip(_inputs(plan.node_cls), targets):
+        if exponent is not None:  # a literal: codegen turns x ** (2.0 - 1) into pow_1(x)
+            names[spec.inputs[1]] = repr(float(exponent))
+        for (i, _), t in zip(plan.edges, targets):  # the edges' forward inputs
             if t < 0:
                 continue
-            contribution = _expr(spec.grads[spec.inputs[i]], dtype_name, names)
+            contribution = codegen.substitute(spec.grads[spec.inputs[i]], names, dtype_name, True)
             total = f"g{t} + " if t in assigned else ""
             body.append(f"        g{t} = {total}{contribution}")
             assigned.add(t)

@@ -238,3 +238,18 @@ def test_two_pows_in_one_kernel_compile_without_numba_warnings(fuse_always):
     s = 1 / (1 + np.exp(-np.linspace(0.1, 2, 8)))
     expected = 1.5 * 2.25 * (s + 0.5) ** (2.25 * 1.5 - 1) * s * (1 - s)
     np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("exponent", [2.0, 0.5, -1.0, 3.0, 2.5])
+def test_pow_by_a_scalar_matches_eager_bit_for_bit(exponent):
+    """Special-cased exponents run eager's formulas (0.5: sqrt, so (-0)**-0.5 is -inf)."""
+    x0 = np.array([-0.0, 0.0, 0.25, 1.5, 4.0, -2.0])
+
+    def program(x):
+        return (x ** exponent * 1.5).sum()
+
+    with _eager():
+        expected = _grads(program, [x0])[0]
+    with _Threshold(1):
+        got = _grads(program, [x0])[0]
+    np.testing.assert_array_equal(got, expected)

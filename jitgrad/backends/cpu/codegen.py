@@ -19,7 +19,7 @@ from numba.core.errors import NumbaIRAssumptionWarning
 from jitgrad.backends.cpu.vmath import POW_BY_SCALAR
 
 __all__ = ["CPU_TARGET", "QuietFirstCall", "VMATH_IMPORT", "cache_dir", "elementwise_source",
-           "kernel_name", "load_module", "masks", "scalar_expr"]
+           "kernel_name", "load_module", "masks", "scalar_expr", "substitute"]
 
 _NP_TYPE = {"float32": "np.float32", "float64": "np.float64", "int64": "np.int64",
             "int32": "np.int32", "bool": "np.bool_"}
@@ -169,6 +169,22 @@ def _scalar_expr(formula, dtype_name, vector_pow, arrays, special):
         hoisted = _hoisted_pow(tree, arrays) if arrays else None
         tree = _VectorPow(hoisted, special).visit(tree)
     return ast.unparse(_TypedConstants(_NP_TYPE[dtype_name]).visit(tree))
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, names):
+        self.names = names
+
+    def visit_Name(self, node):
+        new = self.names.get(node.id)
+        return ast.copy_location(ast.Name(new, ast.Load()), node) if new else node
+
+
+def substitute(formula, names, dtype_name, vector_pow):
+    """``scalar_expr`` of ``formula`` with its names replaced (``names``: name -> source, a
+    variable or a number literal, which ``vector_pow`` folds into ``** 2`` -> ``pow_2``)."""
+    tree = _Rename(names).visit(ast.parse(formula, mode="eval"))
+    return scalar_expr(ast.unparse(tree), dtype_name, vector_pow)
 
 
 @functools.lru_cache(maxsize=4096)
