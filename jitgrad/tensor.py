@@ -30,7 +30,7 @@ class Tensor:
     """
 
     __slots__ = ("_data", "_requires_grad", "grad", "grad_fn", "_output_nr", "_version", "_base",
-                 "_grad_acc", "_retains_grad", "_fresh", "__weakref__")
+                 "_grad_acc", "_retains_grad", "_fresh", "_views", "__weakref__")
 
     def __init__(self, *args, requires_grad=False):
         """Legacy constructor: ``Tensor(2, 3)`` is uninitialised, ``Tensor([1, 2])`` is float32."""
@@ -64,6 +64,7 @@ class Tensor:
         t._grad_acc = None
         t._retains_grad = False
         t._fresh = False  # made by the backward pass and held by nothing else: may become .grad
+        t._views = None  # weak references to views of this (root) tensor; see ops.shape._view_of
         return t
 
     def _set_fields(self, data, grad_fn):

@@ -83,7 +83,7 @@ class Dummy(Tensor):
     def make(cls):
         t = object.__new__(cls)
         t._requires_grad = t._retains_grad = False
-        t.grad = t._base = t._grad_acc = None
+        t.grad = t._base = t._grad_acc = t._views = None
         t._output_nr = 0
         t._version = [0]
         return t

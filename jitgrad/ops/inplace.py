@@ -111,4 +111,25 @@ def commit(target, result):
         base._requires_grad = True
         target.grad_fn = AsStridedBackward0((base._grad_edge(),), (positions, base._data.shape))
     target._requires_grad = True
+    _rederive_views(target if base is None else base, target)
     return target
+
+
+def _rederive_views(root, target):
+    """Give every other live view of ``root`` the root's new history, as an AsStrided of it.
+
+    PyTorch regenerates a view's grad_fn when its base was written in place; without this a
+    sibling view would backpropagate through the root's history from before the write.
+    """
+    refs = root._views
+    if not refs:
+        return
+    edge = root._grad_edge()
+    for ref in refs:
+        view = ref()
+        if view is None or view is target or view._data.dtype != root._data.dtype:
+            continue
+        positions = view_positions(root._data, view._data)
+        view.grad_fn = AsStridedBackward0((edge,), (positions, root._data.shape))
+        view._output_nr = 0
+        view._requires_grad = True

@@ -1,6 +1,7 @@
 """Shape ops. Views share the input's numpy buffer (and version counter); copies use kernels."""
 
 import math
+import weakref
 
 import numpy as np
 
@@ -21,10 +22,22 @@ __all__ = ["cat", "chunk", "clone", "concat", "concatenate", "contiguous", "embe
 
 
 def _view_of(input, data, node_cls, saved):
-    """A tensor sharing ``input``'s storage and version counter, recording ``node_cls``."""
+    """A tensor sharing ``input``'s storage and version counter, recording ``node_cls``.
+
+    The root tensor keeps a weak reference to it (made with grad mode on), so that an in-place
+    write through the root or another view can re-derive its history (``inplace.commit``).
+    """
     out = Tensor._wrap(data)
     out._version = input._version
-    out._base = input if input._base is None else input._base
+    base = out._base = input if input._base is None else input._base
+    if grad_mode.is_grad_enabled():
+        refs = base._views
+        if refs is None:
+            base._views = [weakref.ref(out)]
+        else:
+            refs.append(weakref.ref(out))
+            if len(refs) % 32 == 0:  # drop dead views now and then, so the list stays short
+                refs[:] = [r for r in refs if r() is not None]
     return record(out, node_cls, (input,), saved)
 
 

@@ -460,8 +460,37 @@ def _inplace_on_view_with_grad(m, x):
     return (y * y).sum()
 
 
+def _inplace_through_sibling_view(m, x):
+    y = x.reshape(4) * 1
+    first, middle = y[:2], y[1:3]
+    first.mul_(3)  # middle's history must now go through the write (torch: AsStridedBackward0)
+    return (middle * middle).sum() + y[3]
+
+
+def _inplace_on_root_with_live_view(m, x):
+    y = x * 1
+    row = y[1]
+    y.mul_(y.detach())
+    return (row * x[0]).sum()
+
+
+def _write_into_base_without_grad(m, x):
+    buf = m.zeros(4, dtype=m.float64)
+    tail = buf[1:3]  # made before buf had any history: gains requires_grad from the write
+    buf[:2].copy_(x[0])
+    return (tail * tail).sum()
+
+
+def _view_of_view_after_write(m, x):
+    y = x.reshape(4) * 1
+    inner = y[1:][1:]
+    y[2:].add_(y[:2].detach())
+    return (inner * inner * inner).sum()
+
+
 @pytest.mark.parametrize("program", [
-    _inplace_on_view_with_grad,
+    _inplace_on_view_with_grad, _inplace_through_sibling_view, _inplace_on_root_with_live_view,
+    _write_into_base_without_grad, _view_of_view_after_write,
     _exp_then_modify_result, _sin_then_modify_input, _add_then_modify_input,
     _modify_base_after_view_saved, _modify_view_after_base_saved, _modify_detached_alias,
     _modify_unsaved_value, _inplace_chain_ok, _matmul_operand_modified])
