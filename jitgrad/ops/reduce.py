@@ -145,9 +145,10 @@ def _prod_backward(node, g):
     x, keep_shape, dim = node.saved_values()
     # NOTE: under create_graph the choice of formula depends on the values: ``.item()`` reads
     # one bool back from CUDA here, as PyTorch's prod_backward synchronises on its zero check.
-    if grad_mode.is_grad_enabled() and not x.eq(0).any().item():
-        # create_graph: a differentiable formula, exact away from zeros
-        return (g.reshape(keep_shape) * prod(x, dim, keepdim=True) / x,)
+    if grad_mode.is_grad_enabled():
+        if not x.eq(0).any().item():  # create_graph: a differentiable formula, exact away from zeros
+            return (g.reshape(keep_shape) * prod(x, dim, keepdim=True) / x,)
+        return (g.reshape(keep_shape) * _prod_except_graph(x, dim),)
     # NOTE: d/dx_i = product of the others, computed without dividing so zeros are exact.
     data = x._data.reshape(-1) if dim is None else x._data
     d = 0 if dim is None else normalize_dim(dim, data.ndim)
@@ -156,6 +157,22 @@ def _prod_backward(node, g):
         KERNELS(data).prod_except_3d(_view_3d(data, (d,) if data.ndim else ()),
                          others.reshape(_view_3d(data, (d,) if data.ndim else ()).shape))
     return (g.reshape(keep_shape) * Tensor._wrap(others.reshape(x._data.shape)),)
+
+
+def _prod_except_graph(x, dim):
+    """The product of the others along ``dim`` (all elements when None) as recorded ops, exact
+    with zeros and differentiable again: row i of an n x n copy has x_i replaced by 1. It costs
+    n times x's size, so it runs only under create_graph when x holds a zero."""
+    from jitgrad.ops.creation import eye, ones
+    from jitgrad.ops.pointwise import where
+
+    whole = dim is None or x.dim() == 0
+    moved = x.reshape(-1) if whole else x.movedim(dim, -1)
+    n = moved.shape[-1]
+    square = moved.unsqueeze(-2).expand(*moved.shape[:-1], n, n)
+    others = where(eye(n, dtype=dtypes.bool, device=x.device),
+                   ones((), dtype=x.dtype, device=x.device), square).prod(-1)
+    return others.reshape(x.shape) if whole else others.movedim(-1, dim)
 
 
 ProdBackward0 = node_class("ProdBackward0", _prod_backward)

@@ -418,6 +418,36 @@ def test_prod_double_backward():
     np.testing.assert_allclose(x.grad.numpy(), [[5, 4, 3], [11, 10, 9]], rtol=1e-6)
 
 
+@pytest.mark.parametrize("reduce", [lambda t: t.prod(), lambda t: t.prod(1, keepdim=True),
+                                    lambda t: t.prod(-2)], ids=["all", "dim1_keepdim", "dim-2"])
+def test_prod_higher_order_gradients_with_zeros(reduce):
+    # one, two and no zeros per row: the create_graph gradient must be exact and differentiable
+    x = jitgrad.tensor([[0.0, 2.0, 3.0], [0.0, 0.0, 5.0], [1.5, -2.0, 0.5]], dtype=jitgrad.float64,
+                       requires_grad=True)
+    assert jitgrad.autograd.gradgradcheck(reduce, (x,))
+    (g,) = jitgrad.autograd.grad(reduce(x).sum(), x, create_graph=True)
+    (h,) = jitgrad.autograd.grad(g.sum(), x, create_graph=True)
+    (h3,) = jitgrad.autograd.grad(h.sum(), x)
+    if reduce(x).numel() == 1:
+        # third derivatives of the whole product with its three zeros: nonzero only at the
+        # zeros, 2 (ordered pairs of the other two) x the product of the nonzeros (-45)
+        expected = np.where(x.detach().numpy() == 0, -90.0, 0.0)
+        np.testing.assert_allclose(h3.numpy(), expected, atol=1e-12)
+    torch = pytest.importorskip("torch")
+    xt = torch.tensor(x.detach().numpy(), requires_grad=True)
+    (gt,) = torch.autograd.grad(reduce(xt).sum(), xt, create_graph=True)
+    (ht,) = torch.autograd.grad(gt.sum(), xt, create_graph=True)
+    (h3t,) = torch.autograd.grad(ht.sum(), xt)
+    for ours, theirs in ((g, gt), (h, ht), (h3, h3t)):
+        np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), atol=1e-12)
+
+
+def test_prod_of_a_scalar_double_backward():
+    s = jitgrad.tensor(0.0, dtype=jitgrad.float64, requires_grad=True)
+    assert jitgrad.autograd.gradgradcheck(lambda t: t.prod(0), (s,))
+    assert jitgrad.autograd.gradgradcheck(lambda t: t.prod(), (s,))
+
+
 def test_prod_backward_with_an_infinite_first_element():
     torch = pytest.importorskip("torch")
     values = [[float("inf"), 2.0, 3.0], [1.0, 0.0, 4.0]]
