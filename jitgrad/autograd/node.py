@@ -68,7 +68,7 @@ class Node:
     def release(self):
         """Free saved tensors after a backward; nodes that saved only metadata keep it."""
         if self.saved and _holds_values(self.saved):
-            self.saved = None
+            self.saved = self.versions = None  # versions hold the saved tensors too
 
     def apply(self, grad_output):
         raise NotImplementedError

@@ -1,4 +1,5 @@
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -52,6 +53,30 @@ def test_saved_values_are_freed_after_backward():
     node = y.grad_fn
     y.sum().backward()
     assert node.saved is None
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "tanh_of_sum", "matmul"])
+def test_inputs_are_released_after_backward(op):
+    # the graph keeps no input buffer once a backward freed it, read by the formula or not
+    x = jitgrad.ones(100, 100, requires_grad=True)  # big enough that add's node lets go of it
+    other = jitgrad.full((100, 100), 2.0)
+    alive = weakref.ref(other)
+    y = {"add": lambda: x + other, "sub": lambda: x - other, "mul": lambda: x * other,
+         "tanh_of_sum": lambda: (x + other).tanh(), "matmul": lambda: x @ other}[op]()
+    del other
+    y.sum().backward()
+    assert alive() is None
+
+
+def test_graph_of_additions_backward_twice_with_broadcasting():
+    # add/sub read no values, so (as in PyTorch) their freed graph runs again, shapes kept
+    x = jitgrad.ones(5000, requires_grad=True)
+    b = jitgrad.ones(2, 5000, requires_grad=True)
+    z = (x + b) - b - b
+    z.sum().backward()
+    z.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 4.0)
+    np.testing.assert_allclose(b.grad.numpy(), -2.0)
 
 
 def test_non_scalar_backward_needs_gradient():
