@@ -373,6 +373,16 @@ def test_inplace_through_views():
     check(fn, X, _values((2, 3, 4)))
 
 
+def test_sibling_view_sees_a_write_through_another():
+    def fn(x, v):
+        y = x * 1.0
+        first, column = y[0], y[:, 1]  # overlapping at y[0, 1]
+        first.mul_(v[0])
+        return column * column
+
+    check(fn, X, _values((2, 3, 4)))
+
+
 def test_no_host_copies_without_autograd():
     x = jg.tensor(X, device="cuda")
     before = runtime.transfers.to_host
