@@ -66,6 +66,22 @@ mul_, div_, pow_, neg_, exp_, log_, sqrt_, tanh_, sigmoid_, relu_, abs_ = (
                           "relu", "abs"))
 
 
+def _no_negative_integer_power(fn):
+    """PyTorch's error for an integer tensor to a negative integer number: the exact integer
+    power it computes has no integer value there (a tensor exponent is not checked, as there)."""
+    def checked(input, exponent):
+        if (type(exponent) is int and exponent < 0 and isinstance(input, Tensor)
+                and input._data.dtype.kind in "iub"):
+            raise RuntimeError("Integers to negative integer powers are not allowed.")
+        return fn(input, exponent)
+
+    checked.__name__, checked.__doc__ = fn.__name__, fn.__doc__
+    return checked
+
+
+pow, pow_ = _no_negative_integer_power(pow), _no_negative_integer_power(pow_)
+
+
 def _scaled(other, alpha):
     return other if alpha == 1 else ew.apply(_S["mul"], (other, alpha))
 

@@ -162,6 +162,24 @@ def test_integer_arithmetic_is_exact():
     np.testing.assert_array_equal(abs(a).numpy(), [2**40, 3, 7])
 
 
+@pytest.mark.parametrize("program", [lambda a: a ** -1, lambda a: a.pow_(-2),
+                                     lambda a: jitgrad.pow(a.bool(), -1)])
+def test_integer_tensor_to_a_negative_integer_raises_like_torch(program):
+    a = jitgrad.tensor([2, 3])
+    with pytest.raises(RuntimeError, match="Integers to negative integer powers are not allowed"):
+        program(a)
+    assert a.tolist() == [2, 3]
+
+
+def test_integer_powers_that_torch_computes():
+    a = jitgrad.tensor([2, 3])
+    # a tensor exponent is not checked (0 where the power is a fraction); a float one promotes
+    assert (a ** jitgrad.tensor([-1, 1])).tolist() == [0, 3]
+    assert (2 ** jitgrad.tensor([-1, 2])).tolist() == [0, 4]
+    np.testing.assert_allclose((a ** -1.0).numpy(), [0.5, 1 / 3], rtol=1e-6)
+    assert (a ** 3).tolist() == [8, 27]
+
+
 def test_nan_propagates_through_maximum_and_relu():
     x = jitgrad.tensor([float("nan"), 1.0])
     assert np.isnan(jitgrad.maximum(x, jitgrad.tensor([0.0, 2.0])).numpy()[0])
