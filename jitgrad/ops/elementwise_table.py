@@ -38,6 +38,10 @@ ELEMENTWISE = {
     "sign": ("x", "where(x > 0, 1, where(x < 0, -1, 0))", "arith", {"x": "g * 0"}),
     "exp": ("x", "exp(x)", "float", {"x": "g * result"}),
     "log": ("x", "log(x)", "float", {"x": "g / x"}),
+    "log1p": ("x", "log1p(x)", "float", {"x": "g / (1 + x)"}),
+    "expm1": ("x", "expm1(x)", "float", {"x": "g * (result + 1)"}),
+    # d/dx erf(x) = 2/sqrt(pi) * exp(-x^2)
+    "erf": ("x", "erf(x)", "float", {"x": "g * 1.1283791670955126 * exp(-(x * x))"}),
     "sqrt": ("x", "sqrt(x)", "float", {"x": "g / (2 * result)"}),
     "rsqrt": ("x", "1 / sqrt(x)", "float", {"x": "-0.5 * g * result * result * result"}),
     "sin": ("x", "sin(x)", "float", {"x": "g * cos(x)"}),

@@ -12,11 +12,13 @@ from jitgrad.tensor import Tensor
 _S = ew.SPECS
 
 __all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "pow",
-           "neg", "negative", "abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh",
+           "neg", "negative", "abs", "exp", "log", "log1p", "expm1", "erf", "sqrt", "rsqrt", "sin",
+           "cos", "tanh",
            "sigmoid", "relu", "sign", "square", "reciprocal", "clamp", "clip", "maximum",
            "minimum", "where", "eq", "ne", "lt", "le", "gt", "ge", "isnan", "logical_and",
            "logical_or", "logical_xor", "logical_not", "add_", "sub_", "mul_", "div_", "pow_",
-           "clamp_", "neg_", "exp_", "log_", "sqrt_", "tanh_", "sigmoid_", "relu_", "abs_",
+           "clamp_", "neg_", "exp_", "log_", "log1p_", "expm1_", "erf_", "sqrt_", "tanh_",
+           "sigmoid_", "relu_", "abs_",
            "zero_", "fill_", "copy_", "masked_fill_", "equal", "allclose", "isclose"]
 
 
@@ -56,6 +58,7 @@ def _inplace(name):
 neg, exp, log, sqrt, rsqrt, sin, cos, tanh, sigmoid, relu, sign, abs, isnan, logical_not = (
     _unary(n) for n in ("neg", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid",
                         "relu", "sign", "abs", "isnan", "logical_not"))
+log1p, expm1, erf = (_unary(n) for n in ("log1p", "expm1", "erf"))
 negative = neg
 mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or, logical_xor = (
     _binary(n) for n in ("mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt",
@@ -64,6 +67,7 @@ multiply, divide, true_divide = mul, div, div
 mul_, div_, pow_, neg_, exp_, log_, sqrt_, tanh_, sigmoid_, relu_, abs_ = (
     _inplace(n) for n in ("mul", "div", "pow", "neg", "exp", "log", "sqrt", "tanh", "sigmoid",
                           "relu", "abs"))
+log1p_, expm1_, erf_ = (_inplace(n) for n in ("log1p", "expm1", "erf"))
 
 
 def _no_negative_integer_power(fn):

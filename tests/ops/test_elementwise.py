@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import scipy.special
 from helpers import check_op
 
 import jitgrad
@@ -12,6 +13,9 @@ UNARY = {
     "abs": (lambda m, x: m.abs(x), np.abs, None),
     "exp": (lambda m, x: x.exp(), np.exp, None),
     "log": (lambda m, x: m.log(x), np.log, (0.1, 3.0)),
+    "log1p": (lambda m, x: x.log1p(), np.log1p, (-0.9, 3.0)),
+    "expm1": (lambda m, x: m.expm1(x), np.expm1, None),
+    "erf": (lambda m, x: m.erf(x), scipy.special.erf, None),
     "sqrt": (lambda m, x: x.sqrt(), np.sqrt, (0.1, 3.0)),
     "rsqrt": (lambda m, x: x.rsqrt(), lambda x: 1 / np.sqrt(x), (0.1, 3.0)),
     "sin": (lambda m, x: m.sin(x), np.sin, None),
@@ -178,6 +182,15 @@ def test_integer_powers_that_torch_computes():
     assert (2 ** jitgrad.tensor([-1, 2])).tolist() == [0, 4]
     np.testing.assert_allclose((a ** -1.0).numpy(), [0.5, 1 / 3], rtol=1e-6)
     assert (a ** 3).tolist() == [8, 27]
+
+
+@pytest.mark.parametrize("name", ["log1p", "expm1", "erf"])
+def test_log1p_expm1_erf_double_backward_and_in_place(name):
+    x = jitgrad.tensor([-0.75, -1e-3, 0.0, 2e-7, 1.5], dtype=jitgrad.float64, requires_grad=True)
+    assert jitgrad.autograd.gradgradcheck(getattr(jitgrad, name), (x,))
+    y = x.detach().clone()
+    getattr(y, name + "_")()
+    np.testing.assert_array_equal(y.numpy(), getattr(jitgrad, name)(x).detach().numpy())
 
 
 def test_nan_propagates_through_maximum_and_relu():
