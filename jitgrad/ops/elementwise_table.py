@@ -33,6 +33,16 @@ ELEMENTWISE = {
     "minimum": ("x y", "minimum(x, y)", "arith",
                 {"x": "where(x < y, g, where(x == y, g * 0.5, 0))",
                  "y": "where(y < x, g, where(x == y, g * 0.5, 0))"}),
+    # NOTE: floor-mod and floor division with Python's (and PyTorch's) signs; floor_divide has
+    # no derivative (PyTorch raises there; its gradient is 0 almost everywhere).
+    "remainder": ("x y", "remainder(x, y)", "arith", {"x": "g", "y": "-g * floor_divide(x, y)"},
+                  {"aa": "RemainderBackward1", "as": "RemainderBackward0"}),
+    "floor_divide": ("x y", "floor_divide(x, y)", "arith", {}),
+    # rounding: float inputs only (integers are returned as copies before any kernel)
+    "floor": ("x", "floor(x)", "arith", {"x": "g * 0"}),
+    "ceil": ("x", "ceil(x)", "arith", {"x": "g * 0"}),
+    "trunc": ("x", "trunc(x)", "arith", {"x": "g * 0"}),
+    "round": ("x", "rint(x)", "arith", {"x": "g * 0"}),
     "neg": ("x", "-x", "arith", {"x": "-g"}),
     "abs": ("x", "where(x < 0, -x, x)", "arith", {"x": "where(x > 0, g, where(x < 0, -g, g * 0))"}),
     "sign": ("x", "where(x > 0, 1, where(x < 0, -1, 0))", "arith", {"x": "g * 0"}),

@@ -58,6 +58,10 @@ def _alias_methods(Tensor):
         "__mul__": _operator("mul"), "__rmul__": _operator("mul", "commutative"),
         "__truediv__": _operator("div"), "__rtruediv__": _operator("div", True),
         "__pow__": _operand_check(p.pow), "__rpow__": _operand_check(p.pow, True),
+        "__mod__": _operand_check(p.remainder), "__rmod__": _operand_check(p.remainder, True),
+        "__floordiv__": _operand_check(p.floor_divide),
+        "__rfloordiv__": _operand_check(p.floor_divide, True),
+        "__imod__": p.remainder_, "__ifloordiv__": p.floor_divide_,
         "__matmul__": _operand_check(linalg.matmul),
         "__rmatmul__": _operand_check(linalg.matmul, True),
         "__eq__": _operand_check(p.eq), "__ne__": _operand_check(p.ne),
@@ -110,4 +114,4 @@ def bind(Tensor):
     elementwise._GRAPH_NAMESPACE.update(
         {n: getattr(pointwise, n) for n in ("where", "exp", "log", "sqrt", "tanh", "sigmoid",
                                              "sin", "cos", "maximum", "minimum", "logical_not",
-                                             "isnan")})
+                                             "isnan", "floor_divide")})

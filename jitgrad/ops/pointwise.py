@@ -15,10 +15,11 @@ __all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_d
            "neg", "negative", "abs", "exp", "log", "log1p", "expm1", "erf", "sqrt", "rsqrt", "sin",
            "cos", "tanh",
            "sigmoid", "relu", "sign", "square", "reciprocal", "clamp", "clip", "maximum",
-           "minimum", "where", "eq", "ne", "lt", "le", "gt", "ge", "isnan", "logical_and",
+           "minimum", "remainder", "floor_divide", "floor", "ceil", "trunc", "round", "where", "eq", "ne", "lt", "le", "gt", "ge", "isnan", "logical_and",
            "logical_or", "logical_xor", "logical_not", "add_", "sub_", "mul_", "div_", "pow_",
            "clamp_", "neg_", "exp_", "log_", "log1p_", "expm1_", "erf_", "sqrt_", "tanh_",
-           "sigmoid_", "relu_", "abs_",
+           "sigmoid_", "relu_", "abs_", "remainder_", "floor_divide_", "floor_", "ceil_", "trunc_",
+           "round_",
            "zero_", "fill_", "copy_", "masked_fill_", "equal", "allclose", "isclose"]
 
 
@@ -84,6 +85,79 @@ def _no_negative_integer_power(fn):
 
 
 pow, pow_ = _no_negative_integer_power(pow), _no_negative_integer_power(pow_)
+
+
+def _integral(value):
+    return (value._data.dtype.kind in "iub") if isinstance(value, Tensor) else (
+        type(value) in (int, bool))
+
+
+def _is_bool(value):
+    return value._data.dtype.kind == "b" if isinstance(value, Tensor) else type(value) is bool
+
+
+def _integer_division(name, fn):
+    """PyTorch's (CPU) error for an integer division or remainder by zero, raised before any
+    kernel runs; float division by zero gives inf and nan."""
+    def checked(input, other):
+        if _is_bool(input) and _is_bool(other):
+            raise NotImplementedError(f'"{name.rstrip("_")}_cpu" not implemented for \'Bool\'')
+        if _integral(input) and _integral(other):
+            zero = (other == 0).any().item() if isinstance(other, Tensor) else other == 0
+            if zero:
+                raise RuntimeError("ZeroDivisionError")
+        return fn(input, other)
+
+    checked.__name__ = name
+    checked.__doc__ = (f"Elementwise ``{_S[name.rstrip('_')].formula}`` with broadcasting, the "
+                       "result taking the divisor's sign as Python's ``%`` and ``//``.")
+    return checked
+
+
+remainder = _integer_division("remainder", _binary("remainder"))
+floor_divide = _integer_division("floor_divide", _binary("floor_divide"))
+remainder_ = _integer_division("remainder_", _inplace("remainder"))
+floor_divide_ = _integer_division("floor_divide_", _inplace("floor_divide"))
+
+
+def _rounding(name):
+    """A rounding op: its kernel for float tensors; integer tensors are already whole (a copy
+    out of place, unchanged in place), as in PyTorch."""
+    out_of_place, in_place = _unary(name), _inplace(name)
+
+    def fn(input):
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}(): argument 'input' must be Tensor, not "
+                            f"{type(input).__name__}")
+        if input._data.dtype.kind != "f":
+            return Tensor._wrap(ew.cast(input._data, input._data.dtype))
+        return out_of_place(input)
+
+    def fn_(input):
+        return input if input._data.dtype.kind != "f" else in_place(input)
+
+    fn.__name__, fn.__doc__ = name, out_of_place.__doc__
+    fn_.__name__, fn_.__doc__ = name + "_", in_place.__doc__
+    return fn, fn_
+
+
+(floor, floor_), (ceil, ceil_), (trunc, trunc_) = (_rounding(n) for n in ("floor", "ceil", "trunc"))
+_round, _round_ = _rounding("round")
+
+
+def round(input, *, decimals=0):
+    """Round half to even (``decimals`` places: ``round(x * 10**d) / 10**d``, as PyTorch)."""
+    if decimals == 0:
+        return _round(input)
+    scale = 10.0 ** decimals
+    return _round(input * scale) / scale
+
+
+def round_(input, *, decimals=0):
+    if decimals == 0:
+        return _round_(input)
+    scale = 10.0 ** decimals
+    return input.mul_(scale).round_().div_(scale)
 
 
 def _scaled(other, alpha):

@@ -31,6 +31,11 @@ UNARY = {
     "scalar_arith": (lambda m, x: (2 - x) * 3 / (x + 5) - 1, lambda x: (2 - x) * 3 / (x + 5) - 1,
                      None),
     "rdiv": (lambda m, x: 1 / x, lambda x: 1 / x, (0.5, 2.0)),
+    "floor": (lambda m, x: x.floor(), np.floor, None),
+    "ceil": (lambda m, x: m.ceil(x), np.ceil, None),
+    "trunc": (lambda m, x: x.trunc(), np.trunc, None),
+    "round": (lambda m, x: m.round(x * 2), lambda x: np.rint(x * 2), None),
+    "remainder_scalar": (lambda m, x: x % 0.75, lambda x: np.remainder(x, 0.75), None),
 }
 
 BINARY = {
@@ -39,6 +44,7 @@ BINARY = {
     "mul": (lambda m, x, y: x * y, np.multiply, None),
     "div": (lambda m, x, y: x / y, np.divide, (0.5, 2.0)),
     "pow": (lambda m, x, y: x ** y, np.power, (0.5, 2.0)),
+    "remainder": (lambda m, x, y: m.remainder(x, y), np.remainder, (0.3, 2.0)),
     "maximum": (lambda m, x, y: m.maximum(x, y), np.maximum, None),
     "minimum": (lambda m, x, y: m.minimum(x, y), np.minimum, None),
     "add_alpha": (lambda m, x, y: m.add(x, y, alpha=2), lambda x, y: x + 2 * y, None),
@@ -191,6 +197,75 @@ def test_log1p_expm1_erf_double_backward_and_in_place(name):
     y = x.detach().clone()
     getattr(y, name + "_")()
     np.testing.assert_array_equal(y.numpy(), getattr(jitgrad, name)(x).detach().numpy())
+
+
+# float and integer % and // with every sign: Python's results (the divisor's sign), as PyTorch
+_SIGNED = ([-7.5, -7.0, -1.0, 0.0, 1.5, 5.0, 7.0], [2.0, -2.0, 3.0, -3.0, 0.5, 3.0, -0.75])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64", "int32"])
+def test_remainder_and_floor_divide_signs(dtype):
+    a, b = (np.array(v, dtype) for v in _SIGNED)
+    if dtype.startswith("int"):
+        b = np.array([2, -2, 3, -3, 4, 3, -1], dtype)
+    x, y = jitgrad.tensor(a), jitgrad.tensor(b)
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal((x % y).numpy(), np.remainder(a, b))
+        np.testing.assert_array_equal((x // y).numpy(), np.floor_divide(a, b))
+        np.testing.assert_array_equal((7 % y).numpy(), np.remainder(a.dtype.type(7), b))
+        np.testing.assert_array_equal((x // -2).numpy(), np.floor_divide(a, a.dtype.type(-2)))
+    assert (x % y).dtype == x.dtype == (x // y).dtype
+
+
+def test_float_division_by_zero_gives_inf_and_nan():
+    x = jitgrad.tensor([1.0, -1.0, 0.0, 2.5])
+    np.testing.assert_array_equal((x // 0.0).numpy(), [np.inf, -np.inf, np.nan, np.inf])
+    assert np.isnan((x % 0.0).numpy()).all()
+
+
+@pytest.mark.parametrize("program", [lambda a, z: a % z, lambda a, z: a // z,
+                                     lambda a, z: a % 0, lambda a, z: a.floor_divide_(z),
+                                     lambda a, z: 3 % z])
+def test_integer_division_by_zero_raises_like_torch(program):
+    a, z = jitgrad.tensor([5, 6]), jitgrad.tensor([1, 0])
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        program(a, z)
+    assert a.tolist() == [5, 6]
+
+
+def test_bool_remainder_is_not_implemented_like_torch():
+    with pytest.raises(NotImplementedError, match="not implemented for 'Bool'"):
+        jitgrad.tensor([True]) % jitgrad.tensor([True])
+    assert (jitgrad.tensor([True, False]) % 2).tolist() == [1, 0]
+
+
+def test_remainder_gradients_and_floor_divide_has_none():
+    x = jitgrad.tensor([5.0, -3.0, 7.5], dtype=jitgrad.float64, requires_grad=True)
+    y = jitgrad.tensor([2.0, 2.0, -2.0], dtype=jitgrad.float64, requires_grad=True)
+    assert jitgrad.autograd.gradcheck(jitgrad.remainder, (x, y))
+    assert jitgrad.autograd.gradcheck(lambda v: 2.5 % v, (y,))  # torch: not implemented
+    assert (x % y).grad_fn.name() == "RemainderBackward1"
+    assert (x % 2).grad_fn.name() == "RemainderBackward0"
+    assert not (x // y).requires_grad
+    np.testing.assert_array_equal((x // y).numpy(), [2, -2, -4])
+
+
+def test_rounding_keeps_integers_and_rounds_half_to_even():
+    i = jitgrad.tensor([-3, 4])
+    for op in ("floor", "ceil", "trunc", "round"):
+        out = getattr(i, op)()
+        assert out.tolist() == [-3, 4] and out.dtype == jitgrad.int64 and out is not i
+    assert jitgrad.round(jitgrad.tensor([0.5, 1.5, 2.5, -0.5, -2.5])).tolist() == [0, 2, 2, 0, -2]
+    np.testing.assert_allclose(jitgrad.tensor([1.2345, -2.5551]).round(decimals=2).numpy(),
+                               [1.23, -2.56], rtol=1e-6)
+    y = jitgrad.tensor([1.7, -1.2])
+    y.floor_()
+    assert y.tolist() == [1.0, -2.0]
+    x = jitgrad.tensor([np.inf, -np.inf, np.nan, -0.0, 2.0**60 + 1])
+    for op in (np.floor, np.ceil, np.trunc, np.rint):
+        ours = getattr(jitgrad, {np.rint: "round"}.get(op, op.__name__))(x).numpy()
+        np.testing.assert_array_equal(ours, op(x.numpy()))
+        assert np.signbit(ours[3])
 
 
 def test_nan_propagates_through_maximum_and_relu():

@@ -96,3 +96,38 @@ def log1p(a):
     if a > -1:
         return math.log1p(a)
     return -math.inf if a == -1 else math.nan
+
+
+@_device
+def floor(a):
+    return math.floor(a)
+
+
+@_device
+def ceil(a):
+    return math.ceil(a)
+
+
+@_device
+def trunc(a):
+    return math.trunc(a)
+
+
+@_device
+def rint(a):
+    # half to even: adding 1.5 * 2**52 rounds in the FPU's nearest-even mode (exact for
+    # float32 too, computed in float64); larger values are integers already
+    r = (a + 6755399441055744.0) - 6755399441055744.0
+    return math.copysign(r, a) if abs(a) < 2251799813685248.0 else a
+
+
+@_device
+def remainder(a, b):
+    # numba's % on the device, and numpy's on the simulator: b's sign (a zero result gets b's
+    # sign too, where the CPU keeps fmod's)
+    return a % b
+
+
+@_device
+def floor_divide(a, b):
+    return a // b
