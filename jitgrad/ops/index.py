@@ -19,7 +19,7 @@ from jitgrad.ops.shape import SelectBackward0, SliceBackward0, _view_of
 from jitgrad.size import CPU
 from jitgrad.tensor import Tensor
 
-__all__ = ["getitem", "index_select", "masked_fill", "setitem", "take"]
+__all__ = ["flip", "getitem", "index_select", "masked_fill", "setitem", "take"]
 
 # the index kernel module for an array's device: ``KERNELS(data).take_flat(...)``
 KERNELS = Family("index_kernels")
@@ -379,6 +379,30 @@ def index_select(input, dim, index):
             raise RuntimeError(f"INDICES element is out of DATA bounds, id={lo} axis_dim={size}")
     items, _ = _normalize((slice(None),) * d + (index._data.reshape(-1),))
     return _take(input, _positions_on(input._data, items, checked=True))
+
+
+def _flip_backward(node, g):
+    (dims,) = node.saved_values()
+    return (flip(g, dims),)
+
+
+FlipBackward0 = node_class("FlipBackward0", _flip_backward)
+
+
+def flip(input, dims):
+    """A copy of ``input`` with the order of its elements reversed along ``dims``."""
+    from jitgrad.ops._checks import normalize_dims
+
+    data = input._data
+    dims = normalize_dims(dims, data.ndim)
+    reverse = tuple(slice(None, None, -1) if d in dims else slice(None) for d in range(data.ndim))
+    positions = np.array(np.arange(data.size, dtype=np.int64).reshape(data.shape)[reverse],
+                         order="C")
+    if type(data) is not np.ndarray:
+        positions = _upload(positions)
+    with grad_mode.no_grad():
+        out = _take(input, positions)
+    return record(out, FlipBackward0, (input,), (dims,))
 
 
 def take(input, index):

@@ -1,9 +1,9 @@
 """Binds the op functions to ``Tensor`` as methods and operators: each op is written once."""
 
 from jitgrad import dtypes
-from jitgrad.ops import creation, elementwise, index, linalg, pointwise, reduce, shape
+from jitgrad.ops import creation, elementwise, index, linalg, pointwise, reduce, scan, shape
 
-_MODULES = (pointwise, reduce, shape, linalg)
+_MODULES = (pointwise, reduce, scan, shape, linalg)
 _NOT_METHODS = {"cat", "concat", "concatenate", "stack", "embed", "sum_to_shape"}
 
 
@@ -76,7 +76,7 @@ def _alias_methods(Tensor):
         "__ipow__": p.pow_, "__neg__": p.neg, "__abs__": p.abs,
         "__getitem__": index.getitem, "__setitem__": index.setitem,
         "index_select": index.index_select, "masked_fill": index.masked_fill,
-        "take": index.take, "gather": reduce.gather,
+        "take": index.take, "gather": reduce.gather, "flip": index.flip,
         "T": property(lambda self: self.permute(*reversed(range(self._data.ndim)))),
         "mT": property(lambda self: self.transpose(-2, -1)),
         "new_zeros": lambda self, *s, **kw: creation.zeros(*s, **_like(self, kw)),

@@ -47,6 +47,7 @@ OPS = {
     "abs_sign": lambda x: x.abs() * x.sign(),
     "log1p_expm1_erf": lambda x: (x * x).log1p() * x.erf() + (x * 0.5).expm1(),
     "remainder_rounding": lambda x: (x % 0.7) * x.floor() + (x * 3).round() + (x // 0.3) * x,
+    "cumsum_flip": lambda x: x.cumsum(1) * x.flip((0, 2)) + x.cumsum(-1).flip(1),
     "clone_inplace": lambda x: x.clone().mul_(2).add_(1),
     "view_inplace": lambda x: _view_inplace(x),
     "setitem": lambda x: _setitem(x),

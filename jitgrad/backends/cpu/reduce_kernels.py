@@ -120,3 +120,17 @@ def prod_except_3d(x, out):
             for r in range(n_red - 1, -1, -1):
                 out[o, r, i] *= acc
                 acc *= x[o, r, i]
+
+
+@njit(cache=True, error_model="numpy")
+def cumsum_3d(x, reverse, zero, out):
+    """out[o, r, i] = x[o, 0, i] + ... + x[o, r, i] (from the end when ``reverse``), summed in
+    ``zero``'s type: float64 for floats as PyTorch's CPU accumulator, int64 for integers."""
+    n_outer, n_red, n_inner = x.shape
+    for o in range(n_outer):
+        for i in range(n_inner):
+            acc = zero
+            for j in range(n_red):
+                r = n_red - 1 - j if reverse else j
+                acc += x[o, r, i]
+                out[o, r, i] = acc

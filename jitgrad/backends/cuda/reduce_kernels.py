@@ -12,7 +12,7 @@ from numba import cuda, float64, int64
 
 from jitgrad.backends.cuda import runtime
 
-__all__ = ["argextreme_3d", "gather_3d", "prod_except_3d", "scatter_add_3d", "softmax_3d",
+__all__ = ["argextreme_3d", "cumsum_3d", "gather_3d", "prod_except_3d", "scatter_add_3d", "softmax_3d",
            "sum_3d", "sum_int_3d"]
 
 # a module global, so numba freezes it as the (compile-time) size of the shared arrays
@@ -271,3 +271,23 @@ def prod_except_3d(x, out):
     """out[o, r, i] = product of x[o, :, i] except x[o, r, i]; exact when x holds zeros."""
     if x.size:
         _prod_except[_blocks(x.shape[0] * x.shape[2])](x.dev, out.dev)
+
+
+@cuda.jit(cache=True)
+def _cumsum(x, reverse, zero, out):
+    # one thread per (outer, inner) line, summing along it in order, as the CPU does
+    n_outer, n_red, n_inner = x.shape
+    for n in range(cuda.grid(1), n_outer * n_inner, cuda.gridsize(1)):
+        o = n // n_inner
+        i = n - o * n_inner
+        acc = zero
+        for j in range(n_red):
+            r = n_red - 1 - j if reverse else j
+            acc += x[o, r, i]
+            out[o, r, i] = acc
+
+
+def cumsum_3d(x, reverse, zero, out):
+    """Running sums along the middle axis; one thread per line (the lines run in parallel)."""
+    if x.size:
+        _cumsum[runtime.grid(x.shape[0] * x.shape[2])](x.dev, reverse, zero, out.dev)
