@@ -65,6 +65,10 @@ ELEMENTWISE = {
               {"x": "where((x >= lo) & (x <= hi), g, 0)", "lo": "where(x < lo, g, 0)",
                "hi": "where(x > hi, g, 0)"}, {"ass": "ClampBackward1"}),
     "where": ("c x y", "where(c, x, y)", "arith", {"x": "where(c, g, 0)", "y": "where(c, 0, g)"}),
+    # NOTE: PyTorch's two-sided formula, exact at both ends (w = 0 gives x, w = 1 gives y)
+    "lerp": ("x y w", "where(w < 0.5, x + w * (y - x), y - (y - x) * (1 - w))", "arith",
+             {"x": "g * (1 - w)", "y": "g * w", "w": "g * (y - x)"},
+             {"aas": "LerpBackward0", "aaa": "LerpBackward1"}),
     "eq": ("x y", "x == y", "compare", {}),
     "ne": ("x y", "x != y", "compare", {}),
     "lt": ("x y", "x < y", "compare", {}),

@@ -15,7 +15,7 @@ __all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_d
            "neg", "negative", "abs", "exp", "log", "log1p", "expm1", "erf", "sqrt", "rsqrt", "sin",
            "cos", "tanh",
            "sigmoid", "relu", "sign", "square", "reciprocal", "clamp", "clip", "maximum",
-           "minimum", "remainder", "floor_divide", "floor", "ceil", "trunc", "round", "where", "eq", "ne", "lt", "le", "gt", "ge", "isnan", "logical_and",
+           "minimum", "lerp", "lerp_", "remainder", "floor_divide", "floor", "ceil", "trunc", "round", "where", "eq", "ne", "lt", "le", "gt", "ge", "isnan", "logical_and",
            "logical_or", "logical_xor", "logical_not", "add_", "sub_", "mul_", "div_", "pow_",
            "clamp_", "neg_", "exp_", "log_", "log1p_", "expm1_", "erf_", "sqrt_", "tanh_",
            "sigmoid_", "relu_", "abs_", "remainder_", "floor_divide_", "floor_", "ceil_", "trunc_",
@@ -85,6 +85,35 @@ def _no_negative_integer_power(fn):
 
 
 pow, pow_ = _no_negative_integer_power(pow), _no_negative_integer_power(pow_)
+
+
+def _lerp_checks(input, end, weight):
+    """PyTorch's dtype errors for lerp: floating point, ``end`` (and a tensor ``weight``) in
+    ``input``'s dtype."""
+    kind = input._data.dtype.kind
+    if kind != "f":
+        raise NotImplementedError(
+            f'"lerp_kernel_scalar" not implemented for \'{input.dtype.scalar_name}\'')
+    for name, other in (("end", end), ("weight", weight)):
+        if isinstance(other, Tensor) and other._data.dtype != input._data.dtype:
+            raise RuntimeError(f"expected dtype {_C_NAMES[input._data.dtype.name]} for `{name}` "
+                               f"but got dtype {_C_NAMES.get(other._data.dtype.name, '?')}")
+
+
+# the C++ type names PyTorch's dtype errors print
+_C_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int",
+            "bool": "bool"}
+
+
+def lerp(input, end, weight):
+    """``input + weight * (end - input)``, with broadcasting."""
+    _lerp_checks(input, end, weight)
+    return ew.apply(_S["lerp"], (input, end, weight))
+
+
+def lerp_(input, end, weight):
+    _lerp_checks(input, end, weight)
+    return ew.apply_(_S["lerp"], input, (input, end, weight))
 
 
 def _integral(value):

@@ -15,7 +15,8 @@ from jitgrad.ops.elementwise import cast, copy_into
 from jitgrad.tensor import Tensor
 
 __all__ = ["cat", "chunk", "clone", "concat", "concatenate", "contiguous", "embed", "expand",
-           "expand_as", "flatten", "movedim", "narrow", "permute", "reshape", "reshape_as", "split",
+           "expand_as", "flatten", "movedim", "narrow", "permute", "repeat", "reshape", "reshape_as",
+           "split",
            "squeeze", "stack", "swapaxes", "t", "to", "transpose", "type_as", "unbind", "unsqueeze",
            "view", "view_as"]
 
@@ -225,6 +226,34 @@ def _expand_backward(node, g):
 
 
 ExpandBackward0 = node_class("ExpandBackward0", _expand_backward)
+
+
+def _repeat_backward(node, g):
+    padded, sizes, in_shape = node.saved_values()
+    # g is (r0, s0, r1, s1, ...) flattened pairwise: sum over each repeat axis
+    pairs = tuple(n for r, s in zip(sizes, padded) for n in (r, s))
+    return (g.reshape(pairs).sum(tuple(range(0, len(pairs), 2))).reshape(in_shape),)
+
+
+RepeatBackward0 = node_class("RepeatBackward0", _repeat_backward)
+
+
+def repeat(input, *sizes):
+    """A copy of ``input`` tiled ``sizes[i]`` times along dim i (new leading dims for extra
+    sizes), as ``numpy.tile``."""
+    sizes = tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
+    shape = input._data.shape
+    if len(sizes) < len(shape):
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number "
+                           "of dimensions of tensor")
+    if any(r < 0 for r in sizes):
+        raise RuntimeError(f"Trying to create tensor with negative dimension: {list(sizes)}")
+    padded = (1,) * (len(sizes) - len(shape)) + shape
+    with grad_mode.no_grad():
+        ones = input.reshape(tuple(n for s in padded for n in (1, s)))
+        tiled = ones.expand(tuple(n for r, s in zip(sizes, padded) for n in (r, s))).contiguous()
+    out = Tensor._wrap(tiled._data.reshape(tuple(r * s for r, s in zip(sizes, padded))))
+    return record(out, RepeatBackward0, (input,), (padded, tuple(sizes), shape))
 
 
 def expand(input, *sizes):

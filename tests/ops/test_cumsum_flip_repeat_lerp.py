@@ -59,3 +59,42 @@ def test_flip_copies_and_checks_dims():
     xf = jitgrad.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
     assert xf.flip(0).grad_fn.name() == "FlipBackward0"
     assert jitgrad.autograd.gradgradcheck(lambda t: t.flip(0) * t, (xf.double(),))
+
+
+@pytest.mark.parametrize("sizes,shape", [((2, 3), (2, 2)), ((2, 1, 1), (2, 2)), ((3,), ()),
+                                         ((1, 0), (2, 2)), ((2, 2), (3,))])
+def test_repeat(sizes, shape):
+    check_op(lambda m, x: x.repeat(*sizes), lambda x: np.tile(x, sizes), [shape])
+
+
+def test_repeat_errors_and_double_backward():
+    x = jitgrad.tensor([[1.0, 2.0]])
+    with pytest.raises(RuntimeError, match="can not be smaller"):
+        x.repeat(2)
+    with pytest.raises(RuntimeError, match="negative dimension"):
+        x.repeat(-1, 2)
+    t = jitgrad.tensor(np.random.default_rng(0).uniform(-1, 1, (2, 3)), requires_grad=True)
+    assert t.repeat(2, 1).grad_fn.name() == "RepeatBackward0"
+    assert jitgrad.autograd.gradgradcheck(lambda u: u.repeat(2, 1, 2) ** 2, (t,))
+
+
+@pytest.mark.parametrize("weight", [0.3, 0.7, "tensor"])
+def test_lerp(weight):
+    if weight == "tensor":
+        check_op(lambda m, x, y, w: m.lerp(x, y, w), lambda x, y, w: x + w * (y - x),
+                 [(3, 4), (4,), (3, 1)])
+    else:
+        check_op(lambda m, x, y: x.lerp(y, weight), lambda x, y: x + weight * (y - x),
+                 [(3, 4), (3, 4)])
+
+
+def test_lerp_is_exact_at_the_ends_and_checks_dtypes():
+    x, y = jitgrad.tensor([0.1, -3.3]), jitgrad.tensor([7.7, 1e-8])
+    assert x.lerp(y, 0.0).tolist() == x.tolist() and x.lerp(y, 1.0).tolist() == y.tolist()
+    assert jitgrad.lerp(x, y, 0.5).grad_fn is None
+    with pytest.raises(RuntimeError, match="expected dtype float for `end` but got dtype long"):
+        jitgrad.lerp(x, jitgrad.tensor([1, 2]), 0.5)
+    with pytest.raises(NotImplementedError, match="not implemented for 'Long'"):
+        jitgrad.lerp(jitgrad.tensor([1, 2]), jitgrad.tensor([1, 2]), 0.5)
+    x.lerp_(y, 0.5)
+    np.testing.assert_allclose(x.numpy(), [3.9, -1.65], rtol=1e-6)
