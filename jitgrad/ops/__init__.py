@@ -6,5 +6,6 @@ from jitgrad.ops.linalg import *  # noqa: F403
 from jitgrad.ops.pointwise import *  # noqa: F403
 from jitgrad.ops.reduce import *  # noqa: F403
 from jitgrad.ops.scan import *  # noqa: F403
+from jitgrad.ops.sort import *  # noqa: F403
 from jitgrad.ops.shape import *  # noqa: F403
 from jitgrad.ops import fused_backward  # noqa: E402,F401  registers the engine's fuser

@@ -48,6 +48,8 @@ OPS = {
     "log1p_expm1_erf": lambda x: (x * x).log1p() * x.erf() + (x * 0.5).expm1(),
     "remainder_rounding": lambda x: (x % 0.7) * x.floor() + (x * 3).round() + (x // 0.3) * x,
     "cumsum_flip": lambda x: x.cumsum(1) * x.flip((0, 2)) + x.cumsum(-1).flip(1),
+    "sort_topk": lambda x: x.sort(2).values * x.sort(1, True).values + x.topk(2, 2).values.sum(2,
+                                                                                         True),
     "lerp_repeat": lambda x: x.lerp(x.flip((0,)) * 2, 0.3) * x.repeat(1, 1, 2)[..., 1:5]
     + jg.lerp(x, x * x, x.detach()),
     "clone_inplace": lambda x: x.clone().mul_(2).add_(1),

@@ -134,3 +134,44 @@ def cumsum_3d(x, reverse, zero, out):
                 r = n_red - 1 - j if reverse else j
                 acc += x[o, r, i]
                 out[o, r, i] = acc
+
+
+@njit(inline="always")
+def _before(a, b, descending):
+    """Whether a sorts strictly before b; NaN counts as the largest value, as in PyTorch."""
+    if descending:
+        return a > b or (a != a and b == b)
+    return a < b or (b != b and a == a)
+
+
+@njit(cache=True, error_model="numpy")
+def sort_3d(x, descending, values, indices):
+    """Each x[o, :, i] sorted into values (and the positions it came from into indices): a
+    stable bottom-up merge sort, so equal values keep their order."""
+    n_outer, n, n_inner = x.shape
+    order = np.empty(n, np.int64)
+    spare = np.empty(n, np.int64)
+    for o in range(n_outer):
+        for i in range(n_inner):
+            for r in range(n):
+                order[r] = r
+            width = 1
+            while width < n:
+                for lo in range(0, n, 2 * width):
+                    mid = min(lo + width, n)
+                    hi = min(lo + 2 * width, n)
+                    a, b = lo, mid
+                    for k in range(lo, hi):
+                        # the left run wins ties: that is what keeps the sort stable
+                        if a < mid and (b >= hi or not _before(x[o, order[b], i],
+                                                                x[o, order[a], i], descending)):
+                            spare[k] = order[a]
+                            a += 1
+                        else:
+                            spare[k] = order[b]
+                            b += 1
+                order, spare = spare, order
+                width *= 2
+            for r in range(n):
+                indices[o, r, i] = order[r]
+                values[o, r, i] = x[o, order[r], i]

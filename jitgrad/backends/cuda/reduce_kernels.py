@@ -13,7 +13,7 @@ from numba import cuda, float64, int64
 from jitgrad.backends.cuda import runtime
 
 __all__ = ["argextreme_3d", "cumsum_3d", "gather_3d", "prod_except_3d", "scatter_add_3d", "softmax_3d",
-           "sum_3d", "sum_int_3d"]
+           "sort_3d", "sum_3d", "sum_int_3d"]
 
 # a module global, so numba freezes it as the (compile-time) size of the shared arrays
 THREADS = runtime.THREADS
@@ -291,3 +291,36 @@ def cumsum_3d(x, reverse, zero, out):
     """Running sums along the middle axis; one thread per line (the lines run in parallel)."""
     if x.size:
         _cumsum[runtime.grid(x.shape[0] * x.shape[2])](x.dev, reverse, zero, out.dev)
+
+
+@cuda.jit(device=True)
+def _before(a, b, descending):
+    # a sorts strictly before b; NaN counts as the largest value, as in PyTorch
+    if descending:
+        return a > b or (a != a and b == b)
+    return a < b or (b != b and a == a)
+
+
+@cuda.jit(cache=True)
+def _sort_by_rank(x, descending, values, indices):
+    # one thread per element: its place is the number of elements sorting before it, ties
+    # broken by position (stable, as the CPU's merge sort); O(n) work per element
+    n_outer, n, n_inner = x.shape
+    for t in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        o = t // (n * n_inner)
+        r = (t // n_inner) % n
+        i = t % n_inner
+        v = x[o, r, i]
+        place = 0
+        for j in range(n):
+            w = x[o, j, i]
+            if _before(w, v, descending) or (j < r and not _before(v, w, descending)):
+                place += 1
+        values[o, place, i] = v
+        indices[o, place, i] = r
+
+
+def sort_3d(x, descending, values, indices):
+    """Each x[o, :, i] sorted along the middle axis, stably; O(n^2) work per line."""
+    if x.size:
+        _sort_by_rank[runtime.grid(x.size)](x.dev, descending, values.dev, indices.dev)
