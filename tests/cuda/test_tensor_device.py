@@ -83,6 +83,23 @@ def test_unary_matches_cpu(name):
     _close(x_cuda.grad, x_cpu.grad)
 
 
+_ROUNDING_EDGES = [-2.5, -1.5, -0.5, -0.3, -0.0, 0.0, 0.3, 0.5, 1.5, 2.5, 2.7, -2.7, 1e20, -1e20,
+                   np.inf, -np.inf, np.nan, 2.0**52 + 1, -(2.0**52 - 0.5), 2.0**51 + 0.5,
+                   -(2.0**51 + 1.5), 1 - 2.0**-53, 2.0**23 + 0.5, -(2.0**23 - 0.5)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name, reference", [("floor", np.floor), ("ceil", np.ceil),
+                                             ("trunc", np.trunc), ("round", np.rint)])
+def test_rounding_edges_match_numpy(name, reference, dtype):
+    # halves, signed zeros, values past 2**23 / 2**52, inf and NaN, bit for bit
+    values = np.array(_ROUNDING_EDGES, dtype=dtype)
+    got = getattr(jitgrad.tensor(values).cuda(), name)().cpu().numpy()
+    expected = reference(values)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+
+
 @pytest.mark.parametrize("name", sorted(BINARY))
 def test_binary_matches_cpu(name):
     fn, _, domain = BINARY[name]

@@ -98,27 +98,41 @@ def log1p(a):
     return -math.inf if a == -1 else math.nan
 
 
-@_device
-def floor(a):
-    return math.floor(a)
+# NOTE: rounding is arithmetic in float64 (float() widens on the device and in the simulator
+# alike): the simulator runs Python's math.floor/trunc, which return ints, raise on NaN and inf,
+# and are missing for numpy's float32, and NumPy 2 keeps float32 + a Python float in float32.
+_WHOLE = 4503599627370496.0  # 2**52: from here on every float is an integer
 
 
 @_device
-def ceil(a):
-    return math.ceil(a)
-
-
-@_device
-def trunc(a):
-    return math.trunc(a)
+def _rint_magnitude(b):
+    # b in [0, 2**52): the sum lies where floats are one apart, so it rounds half to even
+    return (b + _WHOLE) - _WHOLE
 
 
 @_device
 def rint(a):
-    # half to even: adding 1.5 * 2**52 rounds in the FPU's nearest-even mode (exact for
-    # float32 too, computed in float64); larger values are integers already
-    r = (a + 6755399441055744.0) - 6755399441055744.0
-    return math.copysign(r, a) if abs(a) < 2251799813685248.0 else a
+    b = abs(float(a))
+    return math.copysign(_rint_magnitude(b), a) if b < _WHOLE else a
+
+
+@_device
+def trunc(a):
+    b = abs(float(a))
+    r = _rint_magnitude(b)
+    return math.copysign(r - 1.0 if r > b else r, a) if b < _WHOLE else a
+
+
+@_device
+def floor(a):
+    r = trunc(a)
+    return r - 1.0 if r > a else r
+
+
+@_device
+def ceil(a):
+    r = trunc(a)
+    return r + 1.0 if r < a else r
 
 
 @_device
