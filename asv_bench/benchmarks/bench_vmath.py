@@ -11,6 +11,7 @@ import scipy.special
 from numba import njit
 
 from jitgrad.backends.cpu import vmath
+from jitgrad.backends.cpu.simd import prefer_wide_vectors
 
 from .common import array, tensor
 
@@ -38,6 +39,7 @@ def _rsqrt(x):
 def _loop(fn):
     @njit(cache=False, error_model="numpy")
     def kernel(x, out):
+        prefer_wide_vectors()  # as jitgrad's kernels do
         for i in range(x.size):
             out[i] = fn(x[i])
 
@@ -46,12 +48,14 @@ def _loop(fn):
 
 @njit(cache=False, error_model="numpy")
 def _pow_scalar(x, y, out):
+    prefer_wide_vectors()
     for i in range(x.size):  # y loop-invariant, as in tensor ** scalar
         out[i] = vmath.pow(x[i], y)
 
 
 @njit(cache=False, error_model="numpy")
 def _pow_array(x, y, out):
+    prefer_wide_vectors()
     for i in range(x.size):
         out[i] = vmath.pow(x[i], y[i])
 

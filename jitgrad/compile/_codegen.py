@@ -27,7 +27,8 @@ __all__ = ["forward_source", "backward_source", "forward_grad_source", "broadcas
 
 _NP_TYPE = {"float32": "np.float32", "float64": "np.float64"}
 _HEADER = ["import numpy as np", "from numba import njit",
-           "from jitgrad.backends.cpu.scalar import *  # noqa: F403", codegen.VMATH_IMPORT, ""]
+           "from jitgrad.backends.cpu.scalar import *  # noqa: F403", codegen.VMATH_IMPORT,
+           "from jitgrad.backends.cpu.simd import prefer_wide_vectors  # noqa: F401", ""]
 _JIT = '@njit(cache=True, error_model="numpy")'
 # NOTE: reassoc/contract only on the reduction loop; the elementwise part lives in its own
 # function without fast-math, so vmath's range reductions keep their exact rounding.
@@ -302,7 +303,8 @@ def _params(region):
 
 def _prologue(region):
     np_type = _NP_TYPE[region.dtype]
-    return ([f"    s{j} = {np_type}(s{j}_)" for j in range(region.n_scalars)] +
+    return ((codegen.WIDE_VECTORS if _target(region) is _CPU else []) +
+            [f"    s{j} = {np_type}(s{j}_)" for j in range(region.n_scalars)] +
             [f"    a{j} = a{j}_[0]" for j, code in enumerate(_patterns(region)) if code == "1"])
 
 

@@ -283,7 +283,8 @@ def _source(key):
             assigned.add(t)
     header, decorator, _ = codegen.CPU_TARGET
     return "\n".join([*header, decorator, f"def fused_backward({', '.join(params + outs)}):",
-                      *prologue, "    for i in range(n):", *loads, *body, ""])
+                      *codegen.WIDE_VECTORS, *prologue, "    for i in range(n):", *loads, *body,
+                      ""])
 
 
 if _threshold > 0:

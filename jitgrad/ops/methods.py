@@ -1,8 +1,7 @@
 """Binds the op functions to ``Tensor`` as methods and operators: each op is written once."""
 
 from jitgrad import dtypes
-from jitgrad.ops import (creation, elementwise, index, linalg, pointwise, reduce, scan, shape,
-                         sort)
+from jitgrad.ops import creation, elementwise, index, linalg, pointwise, reduce, scan, shape, sort
 
 _MODULES = (pointwise, reduce, scan, sort, shape, linalg)
 _NOT_METHODS = {"cat", "concat", "concatenate", "stack", "embed", "sum_to_shape"}

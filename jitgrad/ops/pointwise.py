@@ -13,14 +13,13 @@ _S = ew.SPECS
 
 __all__ = ["add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "pow",
            "neg", "negative", "abs", "exp", "log", "log1p", "expm1", "erf", "sqrt", "rsqrt", "sin",
-           "cos", "tanh",
-           "sigmoid", "relu", "sign", "square", "reciprocal", "clamp", "clip", "maximum",
-           "minimum", "lerp", "lerp_", "remainder", "floor_divide", "floor", "ceil", "trunc", "round", "where", "eq", "ne", "lt", "le", "gt", "ge", "isnan", "logical_and",
+           "cos", "tanh", "sigmoid", "relu", "sign", "square", "reciprocal", "clamp", "clip",
+           "maximum", "minimum", "lerp", "lerp_", "remainder", "floor_divide", "floor", "ceil",
+           "trunc", "round", "where", "eq", "ne", "lt", "le", "gt", "ge", "isnan", "logical_and",
            "logical_or", "logical_xor", "logical_not", "add_", "sub_", "mul_", "div_", "pow_",
            "clamp_", "neg_", "exp_", "log_", "log1p_", "expm1_", "erf_", "sqrt_", "tanh_",
            "sigmoid_", "relu_", "abs_", "remainder_", "floor_divide_", "floor_", "ceil_", "trunc_",
-           "round_",
-           "zero_", "fill_", "copy_", "masked_fill_", "equal", "allclose", "isclose"]
+           "round_", "zero_", "fill_", "copy_", "masked_fill_", "equal", "allclose", "isclose"]
 
 
 def _unary(name):

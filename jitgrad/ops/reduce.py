@@ -146,7 +146,8 @@ def _prod_backward(node, g):
     # NOTE: under create_graph the choice of formula depends on the values: ``.item()`` reads
     # one bool back from CUDA here, as PyTorch's prod_backward synchronises on its zero check.
     if grad_mode.is_grad_enabled():
-        if not x.eq(0).any().item():  # create_graph: a differentiable formula, exact away from zeros
+        # create_graph: a differentiable formula, exact away from zeros
+        if not x.eq(0).any().item():
             return (g.reshape(keep_shape) * prod(x, dim, keepdim=True) / x,)
         return (g.reshape(keep_shape) * _prod_except_graph(x, dim),)
     # NOTE: d/dx_i = product of the others, computed without dividing so zeros are exact.

@@ -15,10 +15,9 @@ from jitgrad.ops.elementwise import cast, copy_into
 from jitgrad.tensor import Tensor
 
 __all__ = ["cat", "chunk", "clone", "concat", "concatenate", "contiguous", "embed", "expand",
-           "expand_as", "flatten", "movedim", "narrow", "permute", "repeat", "reshape", "reshape_as",
-           "split",
-           "squeeze", "stack", "swapaxes", "t", "to", "transpose", "type_as", "unbind", "unsqueeze",
-           "view", "view_as"]
+           "expand_as", "flatten", "movedim", "narrow", "permute", "repeat", "reshape",
+           "reshape_as", "split", "squeeze", "stack", "swapaxes", "t", "to", "transpose", "type_as",
+           "unbind", "unsqueeze", "view", "view_as"]
 
 
 

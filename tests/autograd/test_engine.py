@@ -59,11 +59,10 @@ def test_saved_values_are_freed_after_backward():
 def test_inputs_are_released_after_backward(op):
     # the graph keeps no input buffer once a backward freed it, read by the formula or not
     x = jitgrad.ones(100, 100, requires_grad=True)  # big enough that add's node lets go of it
-    other = jitgrad.full((100, 100), 2.0)
-    alive = weakref.ref(other)
-    y = {"add": lambda: x + other, "sub": lambda: x - other, "mul": lambda: x * other,
-         "tanh_of_sum": lambda: (x + other).tanh(), "matmul": lambda: x @ other}[op]()
-    del other
+    operands = [jitgrad.full((100, 100), 2.0)]
+    alive = weakref.ref(operands[0])
+    y = {"add": lambda o: x + o, "sub": lambda o: x - o, "mul": lambda o: x * o,
+         "tanh_of_sum": lambda o: (x + o).tanh(), "matmul": lambda o: x @ o}[op](operands.pop())
     y.sum().backward()
     assert alive() is None
 

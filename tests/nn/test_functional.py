@@ -507,6 +507,40 @@ def test_cross_entropy_values_without_torch_and_double_backward():
     check(second_nll, [(4, 3)], dtypes=(np.float64,), fd_tol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(6, 1031), (3, 67, 2)])
+def test_cross_entropy_many_classes(shape):
+    # long class rows (vectorized) and strided classes (D > 1) against float64 numpy
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 3, shape)
+    t = rng.integers(0, shape[1], (shape[0],) + shape[2:])
+    x = jitgrad.tensor(a, requires_grad=True)
+    loss = F.cross_entropy(x, jitgrad.tensor(t))
+    loss.backward()
+    logp = a - np.log(np.exp(a).sum(1, keepdims=True))
+    picked = np.take_along_axis(logp, t[:, None], 1)
+    onehot = np.zeros_like(a)
+    np.put_along_axis(onehot, t[:, None], 1.0, 1)
+    np.testing.assert_allclose(loss.item(), -picked.mean(), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), (np.exp(logp) - onehot) / picked.size,
+                               rtol=1e-10, atol=1e-15)
+
+
+def test_cross_entropy_minus_inf_logit():
+    # a -inf logit of a wrong class costs nothing (the smoothing term was 0 * inf = nan)
+    x = jitgrad.tensor([[-np.inf, 0.0, 1.0], [0.0, 1.0, -np.inf]], requires_grad=True)
+    loss = F.cross_entropy(x, jitgrad.tensor([1, 0]))
+    loss.backward()
+    p = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()
+    np.testing.assert_allclose(loss.item(), -np.log(p[0]), rtol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), [[0, (p[0] - 1) / 2, p[1] / 2],
+                                                [(p[0] - 1) / 2, p[1] / 2, 0]], rtol=1e-6)
+    x.grad = None
+    smoothed = F.cross_entropy(x, jitgrad.tensor([1, 0]), label_smoothing=0.1)
+    smoothed.backward()
+    assert smoothed.item() == np.inf  # as in PyTorch: the smoothing term sees the -inf
+    np.testing.assert_allclose(x.grad.numpy()[0, 0], -0.1 / 3 / 2, rtol=1e-6)
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_binary_cross_entropy(reduction, weighted):

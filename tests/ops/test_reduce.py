@@ -262,6 +262,31 @@ def test_softmax_stable_noncontiguous_and_0d():
     check_op(lambda m, x: x.softmax(0), lambda x: np.ones_like(x), [()])
 
 
+def test_softmax_special_values():
+    # a NaN anywhere in a slice, an all -inf slice and a +inf make the slice NaN, as in PyTorch
+    nan = float("nan")
+    x = jitgrad.tensor([[1.0, nan, 2.0], [-INF, -INF, -INF], [INF, 1.0, 2.0], [-INF, 0.0, 1.0]])
+    e = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()
+    expected = np.array([[nan] * 3, [nan] * 3, [nan] * 3, [0.0, e[0], e[1]]])
+    for y in (x.softmax(1), x.t().contiguous().softmax(0).t()):
+        np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(x.log_softmax(1).numpy()[3], [-INF, *np.log(e)], rtol=1e-6)
+    assert np.isnan(x.log_softmax(1).numpy()[:3]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, dim", [((7, 1003), -1), ((1003, 7), 0), ((3, 517, 5), 1)])
+def test_softmax_long_slices(shape, dim, dtype):
+    # long rows take the vectorized passes (and their loop tails), strided slices the running
+    # max/total per position; float64 numpy is the reference
+    a = np.random.default_rng(1).normal(0, 4, shape)
+    x = jitgrad.tensor(a.astype(dtype))
+    want = np_softmax(a.astype(dtype).astype(np.float64), dim)
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(x.softmax(dim).numpy(), want, rtol=tol, atol=1e-30)
+    np.testing.assert_allclose(x.log_softmax(dim).numpy(), np.log(want), rtol=tol, atol=tol)
+
+
 def test_softmax_double_backward():
     if torch is None:
         pytest.skip("torch not installed")

@@ -18,8 +18,9 @@ from numba.core.errors import NumbaIRAssumptionWarning
 
 from jitgrad.backends.cpu.vmath import POW_BY_SCALAR
 
-__all__ = ["CPU_TARGET", "QuietFirstCall", "VMATH_IMPORT", "cache_dir", "elementwise_source",
-           "kernel_name", "load_module", "masks", "scalar_expr", "substitute"]
+__all__ = ["CPU_TARGET", "QuietFirstCall", "VMATH_IMPORT", "WIDE_VECTORS", "cache_dir",
+           "elementwise_source", "kernel_name", "load_module", "masks", "scalar_expr",
+           "substitute"]
 
 _NP_TYPE = {"float32": "np.float32", "float64": "np.float64", "int64": "np.int64",
             "int32": "np.int32", "bool": "np.bool_"}
@@ -213,7 +214,7 @@ def _scalar_library_hash():
     """Hash of the scalar functions kernels inline: numba's cache does not track them."""
     here = os.path.dirname(os.path.abspath(__file__))
     digest = hashlib.sha1()
-    for name in ("scalar.py", "vmath.py"):
+    for name in ("scalar.py", "vmath.py", "simd.py"):
         with open(os.path.join(here, name), "rb") as f:
             digest.update(f.read())
     return digest.hexdigest()[:12]
@@ -222,16 +223,21 @@ def _scalar_library_hash():
 _SCALAR_HASH = _scalar_library_hash()
 
 
+# The first line of every generated CPU kernel's body (see simd.py).
+WIDE_VECTORS = ["    prefer_wide_vectors()"]
+
+
 def _cpu_loop(layout, arrays=()):
     """Loop lines opening a CPU kernel body (``arrays``: the array inputs' names), and the
     indentation of the loop's body."""
     if layout == "c":
-        return ["    for i in range(out.size):"], "        "
+        return [*WIDE_VECTORS, "    for i in range(out.size):"], "        "
     if layout == "r":  # row views: their index c >= 0 needs no wraparound check, so it vectorizes
-        return (["    for i_row in range(n_rows):", "        out_r = out[i_row * out_rs:]",
+        return ([*WIDE_VECTORS, "    for i_row in range(n_rows):",
+                 "        out_r = out[i_row * out_rs:]",
                  *[f"        {n}_r = {n}_[i_row * {n}_rs:]" for n in arrays],
                  "        for i_col in range(n_cols):"], "            ")
-    lines = [f"    {', '.join(f'n{d}' for d in range(MAX_DIMS))} = out.shape"]
+    lines = [*WIDE_VECTORS, f"    {', '.join(f'n{d}' for d in range(MAX_DIMS))} = out.shape"]
     pad = "    "
     for d in range(MAX_DIMS):
         lines.append(f"{pad}for i{d} in range(n{d}):")
@@ -243,7 +249,8 @@ def _cpu_loop(layout, arrays=()):
 VMATH_IMPORT = (f"from jitgrad.backends.cpu.vmath import pow, {', '.join(_POW_FUNCTIONS.values())}"
                 "  # noqa: F401")
 CPU_TARGET = ([f"# scalar functions {_SCALAR_HASH}", "import numpy as np", "from numba import njit",
-               "from jitgrad.backends.cpu.scalar import *  # noqa: F403", VMATH_IMPORT, ""],
+               "from jitgrad.backends.cpu.scalar import *  # noqa: F403", VMATH_IMPORT,
+               "from jitgrad.backends.cpu.simd import prefer_wide_vectors  # noqa: F401", ""],
               '@njit(cache=True, error_model="numpy")', _cpu_loop)
 
 

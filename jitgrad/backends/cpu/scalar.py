@@ -79,7 +79,8 @@ def remainder(a, b):
 
 @overload(remainder, inline="always")
 def _remainder(a, b):
-    if isinstance(a, (types.Integer, types.Boolean)) and isinstance(b, (types.Integer, types.Boolean)):
+    whole = (types.Integer, types.Boolean)
+    if isinstance(a, whole) and isinstance(b, whole):
         return lambda a, b: a % b  # numba's integer % floors, as Python's (b == 0 is rejected
         # before any kernel runs)
 

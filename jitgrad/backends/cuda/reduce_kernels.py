@@ -12,8 +12,8 @@ from numba import cuda, float64, int64
 
 from jitgrad.backends.cuda import runtime
 
-__all__ = ["argextreme_3d", "cumsum_3d", "gather_3d", "prod_except_3d", "scatter_add_3d", "softmax_3d",
-           "sort_3d", "sum_3d", "sum_int_3d"]
+__all__ = ["argextreme_3d", "cumsum_3d", "gather_3d", "prod_except_3d", "scatter_add_3d",
+           "softmax_3d", "sort_3d", "sum_3d", "sum_int_3d"]
 
 # a module global, so numba freezes it as the (compile-time) size of the shared arrays
 THREADS = runtime.THREADS
