@@ -1,25 +1,20 @@
 """``backward`` and ``grad``: validate roots and inputs, then hand them to the engine."""
 
 
-import numpy as np
-
 from jitgrad.autograd.engine import run_backward
 from jitgrad.ops import _storage
+from jitgrad.tensor import Tensor
 
 __all__ = ["backward", "grad"]
 
 
 def _as_tuple(x):
-    from jitgrad.tensor import Tensor
-
     if x is None:
         return None
     return (x,) if isinstance(x, Tensor) else tuple(x)
 
 
 def _roots(outputs, grad_outputs):
-    from jitgrad.tensor import Tensor
-
     grad_outputs = grad_outputs or (None,) * len(outputs)
     if len(grad_outputs) != len(outputs):
         raise RuntimeError(f"grad requires one grad_output per output: got {len(grad_outputs)} "
@@ -34,8 +29,7 @@ def _roots(outputs, grad_outputs):
         if g is None:
             if t._data.size != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            g = Tensor._wrap(np.ones(t._data.shape, t._data.dtype) if _storage.on_cpu(t._data) else
-                            _storage.full(t._data.shape, 1, t._data.dtype, t._data))
+            g = Tensor._wrap(_storage.full(t._data.shape, 1, t._data.dtype, t._data))
         elif not isinstance(g, Tensor):
             raise TypeError(f"gradient must be a Tensor, got {type(g).__name__}")
         elif g._data.shape != t._data.shape:

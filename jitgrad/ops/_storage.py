@@ -59,7 +59,9 @@ def full(shape, value, dtype, like):
 def full_on(shape, value, dtype, device):
     """An array of ``value`` on ``device`` (CUDA arrays are filled by a kernel there)."""
     if device is None or device.type == "cpu":
-        return np.full(shape, value, dtype)
+        out = np.empty(shape, dtype)
+        out.fill(value)  # NOTE: np.full costs 0.5 us more, a third of a small op's budget
+        return out
     from jitgrad.ops.elementwise import fill
 
     out = _cuda_arrays().empty(shape, dtype)
