@@ -1,5 +1,7 @@
 """Single ops, forward and forward+backward, across sizes and dtypes (jitgrad vs torch)."""
 
+import numpy as np
+
 from .common import DEVICES, LIBRARIES, array, check_device, library, sync, tensor
 
 SIZES = [4, 1_000, 1_000_000]
@@ -30,8 +32,8 @@ class Elementwise:
 
 
 class Reduction:
-    params = (LIBRARIES, ["sum", "mean", "amax", "softmax", "logsumexp"], [(64, 10), (1000, 1000)],
-              ["float32"], DEVICES)
+    params = (LIBRARIES, ["sum", "mean", "amax", "softmax", "log_softmax", "logsumexp",
+                          "cross_entropy"], [(64, 10), (1000, 1000)], ["float32"], DEVICES)
     param_names = ["library", "op", "shape", "dtype", "device"]
 
     def setup(self, lib_name, op, shape, dtype, device):
@@ -39,12 +41,16 @@ class Reduction:
         self.device = device
         check_device(self.lib, device)
         self.x = tensor(self.lib, shape, dtype, requires_grad=True, device=device)
+        labels = self.lib.tensor(np.random.default_rng(0).integers(0, shape[1], shape[0]),
+                                 device=device)
         self.fn = {
             "sum": lambda x: x.sum(1),
             "mean": lambda x: x.mean(1),
             "amax": lambda x: x.amax(1),
             "softmax": lambda x: x.softmax(1),
+            "log_softmax": lambda x: x.log_softmax(1),
             "logsumexp": lambda x: x.logsumexp(1),
+            "cross_entropy": lambda x: self.lib.nn.functional.cross_entropy(x, labels),
         }[op]
         self.time_forward_backward()
 

@@ -262,6 +262,30 @@ def test_softmax_stable_noncontiguous_and_0d():
     check_op(lambda m, x: x.softmax(0), lambda x: np.ones_like(x), [()])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("inner", [1, 3])
+def test_max_min_long_rows_first_nan_then_first_extreme(dtype, inner):
+    # rows longer than the kernel's 256-element search blocks, ties, NaNs and infinities on
+    # both sides of block edges; numpy's argmax/argmin find the first extreme, and a NaN wins
+    rng = np.random.default_rng(4)
+    x = rng.integers(-3, 4, (40, 700, inner)).astype(dtype)
+    if dtype != np.int64:
+        x[rng.random(x.shape) < 0.0005] = np.nan
+        x[rng.random(x.shape) < 0.001] = np.inf
+        x[rng.random(x.shape) < 0.001] = -np.inf
+        x[5, [255, 256, 600], 0] = np.nan
+    t = jitgrad.tensor(x)
+    for largest, name in ((True, "max"), (False, "min")):
+        values, indices = getattr(t, name)(1)
+        nan_rows = np.isnan(x).any(1) if dtype != np.int64 else np.zeros((40, inner), bool)
+        want = np.where(nan_rows, np.argmax(np.isnan(x), 1) if dtype != np.int64 else 0,
+                        (np.argmax if largest else np.argmin)(np.where(np.isnan(x), 0, x)
+                                                              if dtype != np.int64 else x, 1))
+        np.testing.assert_array_equal(indices.numpy(), want)
+        np.testing.assert_array_equal(values.numpy(), np.take_along_axis(x, want[:, None], 1)[:, 0])
+        np.testing.assert_array_equal(getattr(t, "a" + name)(1).numpy(), values.numpy())
+
+
 def test_softmax_special_values():
     # a NaN anywhere in a slice, an all -inf slice and a +inf make the slice NaN, as in PyTorch
     nan = float("nan")

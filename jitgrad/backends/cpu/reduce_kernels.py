@@ -1,10 +1,11 @@
 """Reduction kernels. Every input is viewed as a C-contiguous (outer, reduced, inner) array."""
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from jitgrad.backends.cpu.scalar import exp, log
-from jitgrad.backends.cpu.simd import maxnum, prefer_wide_vectors
+from jitgrad.backends.cpu.simd import maxnum, minnum, prefer_wide_vectors
 
 _FAST = {"reassoc", "contract"}  # lets LLVM vectorize accumulations; NaN still propagates
 
@@ -41,24 +42,73 @@ def sum_int_3d(x, is_prod, out):
             out[o, i] = total
 
 
+def _extreme_fold(m, v, largest):
+    """max(m, v) (min when not ``largest``) in a form whose loop vectorizes as a reduction;
+    floats ignore a NaN (the caller counts NaNs)."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(_extreme_fold, inline="always")
+def _ol_extreme_fold(m, v, largest):
+    if isinstance(m, types.Float):
+        return lambda m, v, largest: maxnum(m, v) if largest else minnum(m, v)
+    return lambda m, v, largest: (v if v > m else m) if largest else (v if v < m else m)
+
+
+@njit(inline="always")
+def _first_nan_or(v, start, m, nan_only):
+    """The first j >= start where v[j] is NaN or (unless ``nan_only``) equals m, or -1. Blocks
+    are tested by a vectorized any() first, so only the block holding the match is scanned."""
+    want_m = np.int32(not nan_only)
+    for b in range(start, v.size, 256):
+        block = v[b:b + 256]  # NOTE: a slice's loop from 0 vectorizes; range(b, e) ran 2x slower
+        hit = np.int32(0)  # an int32 OR vectorizes; a bool one does not
+        for j in range(block.size):
+            w = block[j]
+            hit |= np.int32(w != w) | (np.int32(w == m) & want_m)  # noqa: PLR0124
+        if hit:
+            for j in range(block.size):
+                w = block[j]
+                if w != w or (want_m and w == m):  # noqa: PLR0124
+                    return b + j
+    return -1
+
+
 @njit(cache=True, error_model="numpy")
 def argextreme_3d(x, largest, values, indices):
-    """x (O, R, I) -> values, indices (O, I) of the max (or min) over R; the first NaN wins."""
+    """x (O, R, I) -> values, indices (O, I) of the max (or min) over R; the first NaN wins,
+    then the first extreme."""
+    prefer_wide_vectors()
     n_outer, n_red, n_inner = x.shape
+    if n_inner == 1:  # contiguous rows: a pass for the extreme, then searches for where it is
+        rows = x.reshape((n_outer, n_red))
+        for o in range(n_outer):
+            v = rows[o]
+            m = v[0]
+            for j in range(n_red):
+                m = _extreme_fold(m, v[j], largest)
+            # NOTE: the extreme ignores NaNs; the first NaN or extreme found, then (if that was
+            # the extreme) a NaN after it, gives the first NaN or else the first extreme
+            at = _first_nan_or(v, 0, m, False)
+            if v[at] == v[at]:  # noqa: PLR0124
+                nan_at = _first_nan_or(v, at + 1, m, True)
+                at = at if nan_at < 0 else nan_at
+            values[o, 0] = v[at]
+            indices[o, 0] = at
+        return
+    # R is strided: a running extreme and index per inner position, updated by selects
     for o in range(n_outer):
-        for i in range(n_inner):
-            best = x[o, 0, i]
-            at = 0
-            if best == best:  # noqa: PLR0124 - a NaN test that compiles for every dtype
-                for r in range(1, n_red):
-                    v = x[o, r, i]
-                    if v != v:  # noqa: PLR0124
-                        best, at = v, r
-                        break
-                    if (v > best) if largest else (v < best):
-                        best, at = v, r
-            values[o, i] = best
-            indices[o, i] = at
+        best, at = values[o], indices[o]
+        best[:] = x[o, 0]
+        at[:] = 0
+        for r in range(1, n_red):
+            xr = x[o, r]
+            for i in range(n_inner):
+                v, b = xr[i], best[i]
+                # NOTE: a NaN replaces a number (b == b), and nothing replaces a NaN
+                take = ((v > b) if largest else (v < b)) or (v != v and b == b)  # noqa: PLR0124
+                best[i] = v if take else b
+                at[i] = r if take else at[i]
 
 
 @njit(cache=True, fastmath=_FAST, error_model="numpy")

@@ -14,7 +14,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["maxnum", "prefer_wide_vectors"]
+__all__ = ["maxnum", "minnum", "prefer_wide_vectors"]
 
 
 @intrinsic
@@ -30,20 +30,27 @@ def prefer_wide_vectors(typingctx):
     return types.none(), codegen
 
 
-@intrinsic
-def maxnum(typingctx, a, b):
-    """The larger of two floats of one type, ignoring a NaN (llvm.maxnum, C's fmax).
+def _nan_ignoring(name):
+    """llvm.maxnum / llvm.minnum (C's fmax / fmin) for two floats of one type."""
 
-    A loop ``m = maxnum(m, v[j])`` vectorizes as a reduction (1M float32: 132 us, numpy's max
-    135); the NaN-propagating select ``v[j] if v[j] > m or v[j] != v[j] else m`` does not (957).
-    """
-    if not (isinstance(a, types.Float) and a == b):
-        return None
+    def typer(typingctx, a, b):
+        if not (isinstance(a, types.Float) and a == b):
+            return None
 
-    def codegen(context, builder, sig, args):
-        lt = context.get_value_type(sig.return_type)
-        fn = builder.module.declare_intrinsic("llvm.maxnum", [lt], ir.FunctionType(lt, [lt, lt]))
-        return builder.call(fn, args)
+        def codegen(context, builder, sig, args):
+            lt = context.get_value_type(sig.return_type)
+            fn = builder.module.declare_intrinsic(f"llvm.{name}", [lt],
+                                                  ir.FunctionType(lt, [lt, lt]))
+            return builder.call(fn, args)
 
-    return a(a, a), codegen
+        return a(a, a), codegen
 
+    typer.__name__ = name
+    return intrinsic(typer)
+
+
+# The larger (smaller) of two floats, ignoring a NaN. A loop ``m = maxnum(m, v[j])`` vectorizes
+# as a reduction (1M float32: 132 us, numpy's max 135); the NaN-propagating select
+# ``v[j] if v[j] > m or v[j] != v[j] else m`` does not (957 us).
+maxnum = _nan_ignoring("maxnum")
+minnum = _nan_ignoring("minnum")
