@@ -425,15 +425,33 @@ def logsumexp(input, dim, keepdim=False):
     return record(out, LogsumexpBackward0, (x,), (x, keep_shape, out._data), check=(x,))
 
 
+def _softmax_grad(result, g, dim, take_log):
+    """The softmax (log_softmax) gradient from the forward's ``result``, in one kernel."""
+    grad = g._data if g._data.dtype == result.dtype else cast(g._data, result.dtype)
+    dims = (dim,) if result.ndim else ()
+    y = _view_3d(result, dims)
+    out = _storage.empty(result.shape, result.dtype, result)
+    if result.size:
+        KERNELS(result).softmax_backward_3d(y, _view_3d(grad, dims), take_log,
+                                            out.reshape(y.shape))
+    t = Tensor._wrap(out)
+    t._fresh = True  # a new buffer only the engine holds
+    return t
+
+
 def _softmax_backward(node, g):
     result, dim = node.saved_values()
-    y = Tensor._wrap(result, node if grad_mode.is_grad_enabled() else None)
+    if not grad_mode.is_grad_enabled():
+        return (_softmax_grad(result, g, dim, False),)
+    y = Tensor._wrap(result, node)  # create_graph: the formula, differentiable again
     return (y * (g - sum(g * y, dim, keepdim=True)),)
 
 
 def _log_softmax_backward(node, g):
     result, dim = node.saved_values()
-    y = Tensor._wrap(result, node if grad_mode.is_grad_enabled() else None)
+    if not grad_mode.is_grad_enabled():
+        return (_softmax_grad(result, g, dim, True),)
+    y = Tensor._wrap(result, node)
     return (g - y.exp() * sum(g, dim, keepdim=True),)
 
 

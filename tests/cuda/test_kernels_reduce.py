@@ -122,6 +122,27 @@ def test_softmax_3d(dtype, take_log):
     _check(out, dout)
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("take_log", [False, True])
+@pytest.mark.parametrize("shape", [(2, 9, 3), (3, 11, 1)])
+def test_softmax_backward_3d(dtype, take_log, shape):
+    x = _values(shape, dtype)
+    y = np.zeros_like(x)
+    CR.softmax_3d(x, take_log, y)
+    g, dg = _pair(shape, dtype)
+    dy = array.to_device(y)
+    out, dout = _outs(shape, dtype)
+    CR.softmax_backward_3d(y, g, take_log, out)
+    GR.softmax_backward_3d(dy, dg, take_log, dout)
+    _check(out, dout)
+    # and the CPU kernel against the formula in float64
+    y64, g64 = y.astype(np.float64), g.astype(np.float64)
+    want = (g64 - np.exp(y64) * g64.sum(1, keepdims=True) if take_log else
+            y64 * (g64 - (g64 * y64).sum(1, keepdims=True)))
+    np.testing.assert_allclose(out, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-6 if dtype == np.float32 else 1e-14)
+
+
 @pytest.mark.parametrize("dtype", [*FLOATS, np.int64])
 @pytest.mark.parametrize("shape", [(2, 10, 2), (1, 13, 1), (3, 1, 2)])
 def test_prod_except_3d(dtype, shape):

@@ -309,6 +309,15 @@ def test_softmax_long_slices(shape, dim, dtype):
     tol = 2e-6 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(x.softmax(dim).numpy(), want, rtol=tol, atol=1e-30)
     np.testing.assert_allclose(x.log_softmax(dim).numpy(), np.log(want), rtol=tol, atol=tol)
+    # the backward kernels against the formulas in float64
+    g = np.random.default_rng(2).normal(size=shape).astype(dtype)
+    g64 = g.astype(np.float64)
+    for name, expected in (("softmax", want * (g64 - (g64 * want).sum(dim, keepdims=True))),
+                           ("log_softmax", g64 - want * g64.sum(dim, keepdims=True))):
+        leaf = jitgrad.tensor(a.astype(dtype), requires_grad=True)
+        getattr(leaf, name)(dim).backward(jitgrad.tensor(g))
+        np.testing.assert_allclose(leaf.grad.numpy(), expected, rtol=10 * tol,
+                                   atol=10 * tol * np.abs(expected).max())
 
 
 def test_softmax_double_backward():

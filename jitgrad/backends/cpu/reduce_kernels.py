@@ -180,6 +180,49 @@ def softmax_3d(x, take_log, out):
                 outr[i] = xr[i] - total[i] if take_log else outr[i] * total[i]
 
 
+@njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _dot_f64(a, b):
+    """The float64 sum of a * b over two 1-D arrays (reassociated, so it vectorizes)."""
+    total = 0.0
+    for j in range(a.size):
+        total += a[j] * np.float64(b[j])
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def softmax_backward_3d(y, g, take_log, out):
+    """y (softmax or log_softmax over R of some x), g (O, R, I) -> out (O, R, I): the gradient,
+    y * (g - sum(g * y)) or g - exp(y) * sum(g), the sums over R in float64."""
+    prefer_wide_vectors()
+    n_outer, n_red, n_inner = y.shape
+    if n_inner == 1:
+        shape = (n_outer, n_red)
+        ys, gs, outs = y.reshape(shape), g.reshape(shape), out.reshape(shape)
+        for o in range(n_outer):
+            yr, gr, outr = ys[o], gs[o], outs[o]
+            if take_log:
+                total = _sum_f64(gr)
+                for j in range(n_red):
+                    outr[j] = gr[j] - exp(yr[j]) * total
+            else:
+                total = _dot_f64(gr, yr)
+                for j in range(n_red):
+                    outr[j] = yr[j] * (gr[j] - total)
+        return
+    totals = np.empty(n_inner, np.float64)  # R is strided: a total per inner position
+    for o in range(n_outer):
+        totals[:] = 0.0
+        for r in range(n_red):
+            yr, gr = y[o, r], g[o, r]
+            for i in range(n_inner):
+                totals[i] += gr[i] if take_log else gr[i] * np.float64(yr[i])
+        for r in range(n_red):
+            yr, gr, outr = y[o, r], g[o, r], out[o, r]
+            for i in range(n_inner):
+                outr[i] = (gr[i] - exp(yr[i]) * totals[i]) if take_log else \
+                    yr[i] * (gr[i] - totals[i])
+
+
 @njit(cache=True, error_model="numpy")
 def gather_3d(x, index, out):
     """out[o, k, i] = x[o, index[o, k, i], i] for x (O, R, I), index/out (O, K, I)."""

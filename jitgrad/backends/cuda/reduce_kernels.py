@@ -13,7 +13,7 @@ from numba import cuda, float64, int64
 from jitgrad.backends.cuda import runtime
 
 __all__ = ["argextreme_3d", "cumsum_3d", "gather_3d", "prod_except_3d", "scatter_add_3d",
-           "softmax_3d", "sort_3d", "sum_3d", "sum_int_3d"]
+           "softmax_3d", "softmax_backward_3d", "sort_3d", "sum_3d", "sum_int_3d"]
 
 # a module global, so numba freezes it as the (compile-time) size of the shared arrays
 THREADS = runtime.THREADS
@@ -164,6 +164,26 @@ def _softmax(x, take_log, out):
 
 
 @cuda.jit(cache=True)
+def _softmax_backward(y, g, take_log, out):
+    shared = cuda.shared.array(THREADS, float64)
+    t = cuda.threadIdx.x
+    n_outer, n_red, n_inner = y.shape
+    for grp in range(cuda.blockIdx.x, n_outer * n_inner, cuda.gridDim.x):
+        o = grp // n_inner
+        i = grp - o * n_inner
+        total = float64(0.0)
+        for r in range(t, n_red, THREADS):
+            total += g[o, r, i] if take_log else g[o, r, i] * float64(y[o, r, i])
+        shared[t] = total
+        total = _tree(shared, t, False)
+        for r in range(t, n_red, THREADS):
+            if take_log:
+                out[o, r, i] = g[o, r, i] - math.exp(y[o, r, i]) * total
+            else:
+                out[o, r, i] = y[o, r, i] * (g[o, r, i] - total)
+
+
+@cuda.jit(cache=True)
 def _prod_except(x, out):
     # per group: each thread takes a contiguous chunk; chunk products are scanned across the
     # block both ways, so every element gets (product before) * (product after), no division
@@ -248,6 +268,13 @@ def softmax_3d(x, take_log, out):
     """x (O, R, I) -> out (O, R, I): softmax (or log_softmax) over R, max-shifted for stability."""
     if x.size:
         _softmax[_blocks(x.shape[0] * x.shape[2])](x.dev, take_log, out.dev)
+
+
+def softmax_backward_3d(y, g, take_log, out):
+    """y (softmax or log_softmax over R of some x), g (O, R, I) -> out (O, R, I): the gradient,
+    y * (g - sum(g * y)) or g - exp(y) * sum(g), the sums over R in float64."""
+    if y.size:
+        _softmax_backward[_blocks(y.shape[0] * y.shape[2])](y.dev, g.dev, take_log, out.dev)
 
 
 def gather_3d(x, index, out):
