@@ -44,7 +44,7 @@ def sum_int_3d(x, is_prod, out):
 
 def _extreme_fold(m, v, largest):
     """max(m, v) (min when not ``largest``) in a form whose loop vectorizes as a reduction;
-    floats ignore a NaN (the caller counts NaNs)."""
+    floats ignore a NaN (the caller searches for NaNs)."""
     raise NotImplementedError("only callable from jitted code")
 
 
