@@ -410,18 +410,14 @@ def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 def logsumexp(input, dim, keepdim=False):
     """``log(sum(exp(x)))`` over ``dim``, shifted by the max so it never overflows."""
-    from jitgrad.ops import elementwise
-
     x = input if input._data.dtype.kind == "f" else input.float()
-    dims = normalize_dims(dim, x._data.ndim)
-    keep_shape, _ = _out_shapes(x._data.shape, dims)
-    with grad_mode.no_grad():
-        # an empty reduction has no max: its sum (zeros) is as good a shift
-        m = (amax if x._data.size else sum)(x, dims, keepdim=True)
-        m = elementwise.apply(elementwise.SPECS["where"], (m.abs().eq(float("inf")), 0.0, m))
-        out = sum((x - m).exp(), dims, keepdim=True).log() + m
-        out = out if keepdim else out.reshape(tuple(s for d, s in enumerate(keep_shape)
-                                                    if d not in dims))
+    data = x._data
+    dims = normalize_dims(dim, data.ndim)
+    keep_shape, out_shape = _out_shapes(data.shape, dims)
+    out = _storage.empty(out_shape, data.dtype, data)
+    view = _view_3d(data, dims)
+    KERNELS(data).logsumexp_3d(view, out.reshape(view.shape[0], view.shape[2]))
+    out = Tensor._wrap(out.reshape(keep_shape) if keepdim else out)
     return record(out, LogsumexpBackward0, (x,), (x, keep_shape, out._data), check=(x,))
 
 

@@ -123,6 +123,21 @@ def test_softmax_3d(dtype, take_log):
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape", [(2, 9, 3), (5, 11, 1), (2, 0, 3)])
+@pytest.mark.filterwarnings("ignore:invalid value")  # nan - nan in the simulator's numpy
+def test_logsumexp_3d(dtype, shape):
+    x = _values(shape, dtype)
+    if shape[1]:
+        x[0, 4, 0] = np.nan
+        x[1, :, shape[2] - 1] = -np.inf
+        x[1, 2, 0] = np.inf
+    out, dout = _outs((shape[0], shape[2]), dtype)
+    CR.logsumexp_3d(x, out)
+    GR.logsumexp_3d(array.to_device(x), dout)
+    _check(out, dout)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("take_log", [False, True])
 @pytest.mark.parametrize("shape", [(2, 9, 3), (3, 11, 1)])
 def test_softmax_backward_3d(dtype, take_log, shape):

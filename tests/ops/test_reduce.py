@@ -286,6 +286,26 @@ def test_max_min_long_rows_first_nan_then_first_extreme(dtype, inner):
         np.testing.assert_array_equal(getattr(t, "a" + name)(1).numpy(), values.numpy())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logsumexp_special_values_and_long_slices(dtype):
+    # an infinite max shifts by 0 (so +inf -> inf, all -inf -> -inf), a NaN gives NaN, an
+    # empty slice -inf; long rows and a strided dim against float64 numpy
+    nan = float("nan")
+    x = jitgrad.tensor(np.array([[1, 2, 3], [-INF, -INF, -INF], [INF, 1, 2], [nan, 1, 2],
+                                 [1000, 1000, 0], [-INF, 0, 1]], dtype))
+    want = [np.log(np.exp([1, 2, 3]).sum()), -INF, INF, nan, 1000 + np.log(2), np.log(1 + np.e)]
+    np.testing.assert_allclose(x.logsumexp(1).numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(x.t().logsumexp(0).numpy(), want, rtol=1e-6)
+    assert x[:, :0].logsumexp(1).tolist() == [-INF] * 6
+    a = np.random.default_rng(5).normal(0, 5, (3, 1030, 4)).astype(dtype)
+    a64 = a.astype(np.float64)
+    for dim in (1, (0, 1), 2):
+        m = a64.max(dim, keepdims=True)
+        expected = np.squeeze(m + np.log(np.exp(a64 - m).sum(dim, keepdims=True)), dim)
+        np.testing.assert_allclose(jitgrad.tensor(a).logsumexp(dim).numpy(), expected,
+                                   rtol=1e-6 if dtype == np.float32 else 1e-13)
+
+
 def test_softmax_special_values():
     # a NaN anywhere in a slice, an all -inf slice and a +inf make the slice NaN, as in PyTorch
     nan = float("nan")

@@ -180,6 +180,55 @@ def softmax_3d(x, take_log, out):
                 outr[i] = xr[i] - total[i] if take_log else outr[i] * total[i]
 
 
+@njit(inline="always")
+def _finite_or_zero(m):
+    """logsumexp's shift: the max, or 0 where it is infinite (so +inf gives +inf and an all
+    -inf slice -inf, as in PyTorch, instead of inf - inf = nan); a NaN slice stays NaN
+    through its exps."""
+    return m if abs(m) < np.inf else type(m)(0)
+
+
+@njit(cache=True, error_model="numpy")
+def logsumexp_3d(x, out):
+    """x (O, R, I) -> out (O, I): log(sum(exp(x))) over R, shifted by the max; the sum in
+    float64. An empty R gives -inf."""
+    prefer_wide_vectors()
+    n_outer, n_red, n_inner = x.shape
+    if n_red == 0:
+        out[:] = -np.inf
+        return
+    if n_inner == 1:  # contiguous rows: max, exp (into a scratch row) and sum passes
+        rows = x.reshape((n_outer, n_red))
+        scratch = np.empty(n_red, x.dtype)
+        for o in range(n_outer):
+            v = rows[o]
+            m = v[0]
+            for j in range(n_red):
+                m = maxnum(m, v[j])
+            m = _finite_or_zero(m)
+            for j in range(n_red):
+                scratch[j] = exp(v[j] - m)
+            out[o, 0] = m + log(_sum_f64(scratch))
+        return
+    m = np.empty(n_inner, x.dtype)  # R is strided: a running max and total per position
+    total = np.empty(n_inner, np.float64)
+    for o in range(n_outer):
+        m[:] = x[o, 0]
+        for r in range(1, n_red):
+            xr = x[o, r]
+            for i in range(n_inner):
+                m[i] = maxnum(m[i], xr[i])
+        for i in range(n_inner):
+            m[i] = _finite_or_zero(m[i])
+        total[:] = 0.0
+        for r in range(n_red):
+            xr = x[o, r]
+            for i in range(n_inner):
+                total[i] += exp(xr[i] - m[i])
+        for i in range(n_inner):
+            out[o, i] = m[i] + log(total[i])
+
+
 @njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _dot_f64(a, b):
     """The float64 sum of a * b over two 1-D arrays (reassociated, so it vectorizes)."""

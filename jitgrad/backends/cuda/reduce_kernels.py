@@ -13,7 +13,8 @@ from numba import cuda, float64, int64
 from jitgrad.backends.cuda import runtime
 
 __all__ = ["argextreme_3d", "cumsum_3d", "gather_3d", "prod_except_3d", "scatter_add_3d",
-           "softmax_3d", "softmax_backward_3d", "sort_3d", "sum_3d", "sum_int_3d"]
+           "logsumexp_3d", "softmax_3d", "softmax_backward_3d", "sort_3d", "sum_3d",
+           "sum_int_3d"]
 
 # a module global, so numba freezes it as the (compile-time) size of the shared arrays
 THREADS = runtime.THREADS
@@ -164,6 +165,28 @@ def _softmax(x, take_log, out):
 
 
 @cuda.jit(cache=True)
+def _logsumexp(x, out):
+    best = cuda.shared.array(THREADS, int64)
+    shared = cuda.shared.array(THREADS, float64)
+    t = cuda.threadIdx.x
+    n_outer, n_red, n_inner = x.shape
+    for g in range(cuda.blockIdx.x, n_outer * n_inner, cuda.gridDim.x):
+        o = g // n_inner
+        i = g - o * n_inner
+        m = x[o, _arg_best(x, o, i, True, best, t), i]
+        # NOTE: the shift is 0 where the max is infinite, as on the CPU (a NaN max, which wins
+        # here, gives NaN through the exps either way)
+        m = m if abs(m) < math.inf else type(m)(0)
+        total = float64(0.0)
+        for r in range(t, n_red, THREADS):
+            total += math.exp(x[o, r, i] - m)
+        shared[t] = total
+        total = _tree(shared, t, False)
+        if t == 0:
+            out[o, i] = m + math.log(total) if total != 0 else -math.inf
+
+
+@cuda.jit(cache=True)
 def _softmax_backward(y, g, take_log, out):
     shared = cuda.shared.array(THREADS, float64)
     t = cuda.threadIdx.x
@@ -268,6 +291,19 @@ def softmax_3d(x, take_log, out):
     """x (O, R, I) -> out (O, R, I): softmax (or log_softmax) over R, max-shifted for stability."""
     if x.size:
         _softmax[_blocks(x.shape[0] * x.shape[2])](x.dev, take_log, out.dev)
+
+
+def logsumexp_3d(x, out):
+    """x (O, R, I) -> out (O, I): log(sum(exp(x))) over R, shifted by the max; the sum in
+    float64. An empty R gives -inf."""
+    if not out.size:
+        return
+    if x.shape[1]:
+        _logsumexp[_blocks(out.size)](x.dev, out.dev)
+    else:
+        from jitgrad.ops.elementwise import fill
+
+        fill(out, -math.inf)
 
 
 def softmax_backward_3d(y, g, take_log, out):
