@@ -56,6 +56,26 @@ def _ol_extreme_fold(m, v, largest):
 
 
 @njit(inline="always")
+def _row_extreme(v, largest):
+    """The max (min) of a 1-D array's non-NaN values, in a loop that vectorizes."""
+    m = v[0]
+    for j in range(v.size):
+        m = _extreme_fold(m, v[j], largest)
+    return m
+
+
+@njit(inline="always")
+def _max_over_r(x, o, m):
+    """m[i] = max over R of x[o, :, i], ignoring NaNs; the loops over the contiguous I
+    vectorize."""
+    m[:] = x[o, 0]
+    for r in range(1, x.shape[1]):
+        xr = x[o, r]
+        for i in range(m.size):
+            m[i] = maxnum(m[i], xr[i])
+
+
+@njit(inline="always")
 def _first_nan_or(v, start, m, nan_only):
     """The first j >= start where v[j] is NaN or (unless ``nan_only``) equals m, or -1. Blocks
     are tested by a vectorized any() first, so only the block holding the match is scanned."""
@@ -84,9 +104,7 @@ def argextreme_3d(x, largest, values, indices):
         rows = x.reshape((n_outer, n_red))
         for o in range(n_outer):
             v = rows[o]
-            m = v[0]
-            for j in range(n_red):
-                m = _extreme_fold(m, v[j], largest)
+            m = _row_extreme(v, largest)
             # NOTE: the extreme ignores NaNs; the first NaN or extreme found, then (if that was
             # the extreme) a NaN after it, gives the first NaN or else the first extreme
             at = _first_nan_or(v, 0, m, False)
@@ -125,9 +143,7 @@ def _softmax_row(v, take_log, out):
     """softmax (or log_softmax) of one contiguous row: max, exp, sum and scale passes that each
     vectorize (the sum is reassociated in a function of its own, so the exps keep their exact
     rounding; one loop of exps and a reassociated float64 sum ran 1.5x slower)."""
-    m = v[0]
-    for j in range(v.size):
-        m = maxnum(m, v[j])
+    m = _row_extreme(v, True)
     for j in range(v.size):
         out[j] = exp(v[j] - m)
     total = _sum_f64(out)
@@ -160,11 +176,7 @@ def softmax_3d(x, take_log, out):
     m = np.empty(n_inner, x.dtype)
     total = np.empty(n_inner, np.float64)
     for o in range(n_outer):
-        m[:] = x[o, 0]
-        for r in range(1, n_red):
-            xr = x[o, r]
-            for i in range(n_inner):
-                m[i] = maxnum(m[i], xr[i])
+        _max_over_r(x, o, m)
         total[:] = 0.0
         for r in range(n_red):
             xr, outr = x[o, r], out[o, r]
@@ -202,10 +214,7 @@ def logsumexp_3d(x, out):
         scratch = np.empty(n_red, x.dtype)
         for o in range(n_outer):
             v = rows[o]
-            m = v[0]
-            for j in range(n_red):
-                m = maxnum(m, v[j])
-            m = _finite_or_zero(m)
+            m = _finite_or_zero(_row_extreme(v, True))
             for j in range(n_red):
                 scratch[j] = exp(v[j] - m)
             out[o, 0] = m + log(_sum_f64(scratch))
@@ -213,11 +222,7 @@ def logsumexp_3d(x, out):
     m = np.empty(n_inner, x.dtype)  # R is strided: a running max and total per position
     total = np.empty(n_inner, np.float64)
     for o in range(n_outer):
-        m[:] = x[o, 0]
-        for r in range(1, n_red):
-            xr = x[o, r]
-            for i in range(n_inner):
-                m[i] = maxnum(m[i], xr[i])
+        _max_over_r(x, o, m)
         for i in range(n_inner):
             m[i] = _finite_or_zero(m[i])
         total[:] = 0.0
