@@ -464,8 +464,8 @@ def _softmax_like(input, dim, dtype, take_log, node_cls):
     data = x._data
     out = _storage.empty(data.shape, data.dtype, data)
     if data.size:
-        KERNELS(data).softmax_3d(_view_3d(data, (d,) if data.ndim else ()), take_log,
-                     out.reshape(_view_3d(data, (d,) if data.ndim else ()).shape))
+        view = _view_3d(data, (d,) if data.ndim else ())  # once: it copies a strided input
+        KERNELS(data).softmax_3d(view, take_log, out.reshape(view.shape))
     return record(Tensor._wrap(out), node_cls, (x,), (out, d), check=(RESULT,))
 
 
