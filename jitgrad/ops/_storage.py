@@ -6,6 +6,7 @@ results with ``empty(shape, dtype, like)`` so they land on the device of ``like`
 
 import numpy as np
 
+from jitgrad.backends.cpu import malloc  # noqa: F401  (keeps freed big arrays' pages)
 from jitgrad.size import CPU
 from jitgrad.size import device as _device
 
