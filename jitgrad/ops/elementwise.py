@@ -12,7 +12,7 @@ import numpy as np
 from jitgrad import dtypes
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class
-from jitgrad.backends.cpu import codegen
+from jitgrad.backends.cpu import codegen, threads
 from jitgrad.ops import _storage
 from jitgrad.ops._checks import broadcast_shapes, shape_str
 from jitgrad.ops._views import strided_view
@@ -148,9 +148,13 @@ class _Plan:
         """The flat kernel of ``derivative`` (of input ``i``) for this plan's dtypes and mask."""
         k = self.derivative_kernels[i]
         if k is None:
-            mask = "a" + "".join("a" if j < 0 else self.mask[j] for j in derivative.arg_index)
-            k = self.derivative_kernels[i] = derivative.spec.kernel(self.compute.name, mask, "c")
+            k = self.derivative_kernels[i] = derivative.spec.kernel(
+                self.compute.name, self.derivative_mask(derivative), "c")
         return k
+
+    def derivative_mask(self, derivative):
+        """The scalar mask of ``derivative``'s kernel: the gradient, then the values it reads."""
+        return "a" + "".join("a" if j < 0 else self.mask[j] for j in derivative.arg_index)
 
 
 class _Derivative:
@@ -495,7 +499,10 @@ def apply(spec, args):
         elif plan is not None and plan.casts is None and shape is not None:
             out = np.empty(shape, plan.out_dtype)
             out_flat = out.ravel()
-            plan.flat_kernel(*flat_values, out_flat)
+            if out.size < threads.MIN_SPLIT:
+                plan.flat_kernel(*flat_values, out_flat)
+            else:
+                _run_flat(spec, plan.compute.name, plan.mask, [*flat_values, out_flat])
             if spec.node_cls is not None and _GRAD.enabled:
                 for i in plan.tensors:
                     if args[i]._requires_grad:
@@ -503,6 +510,17 @@ def apply(spec, args):
                         return _record(spec, plan, args, None, out, flat_values)
             return Tensor._wrap(out)
     return _apply_general(spec, args)
+
+
+def _run_flat(spec, dtype_name, mask, args):
+    """``spec``'s flat kernel on ``args`` (the inputs, then the output), split over threads when
+    the output is long (``threads.chunks``)."""
+    n_chunks = threads.chunks(args[-1].size)
+    if n_chunks == 1:
+        spec.kernel(dtype_name, mask, "c")(*args)
+    else:
+        spec.kernel(dtype_name, mask, "p")(n_chunks, *args)
+        threads.check_layer()
 
 
 def _apply_rows(spec, plan, args, flat_values):
@@ -558,7 +576,10 @@ def _apply_general(spec, args):
         for i in plan.tensors:
             flat_values[i] = flat_values[i].ravel()
         out_flat = out.ravel()
-        plan.flat_kernel(*flat_values, out_flat)
+        if out.size < threads.MIN_SPLIT:
+            plan.flat_kernel(*flat_values, out_flat)
+        else:
+            _run_flat(spec, plan.compute.name, plan.mask, [*flat_values, out_flat])
         flat_values.append(out_flat if spec.saves_result else None)
     else:
         out = np.empty(shape, plan.out_dtype)
@@ -674,7 +695,11 @@ def _backward(node, grad_output):
                 kernel_args.append(flat_values[j])
             out = np.empty(g.shape, g.dtype)
             kernel_args.append(out.ravel())
-            fast.derivative_kernel(derivative, i)(*kernel_args)
+            if out.size < threads.MIN_SPLIT:
+                fast.derivative_kernel(derivative, i)(*kernel_args)
+            else:
+                _run_flat(derivative.spec, fast.compute.name, fast.derivative_mask(derivative),
+                          kernel_args)
             gi = Tensor._wrap(out)
             gi._fresh = True  # a new buffer only the engine holds
         else:
@@ -752,7 +777,7 @@ def _inplace_fast(spec, target, args):
     if plan is None or plan.casts is not None or plan.out_dtype != out.dtype or not out.size:
         return False
     if all(d.shape == out.shape for d in arrays):
-        plan.flat_kernel(*flat_values, out.ravel())
+        _run_flat(spec, plan.compute.name, plan.mask, [*flat_values, out.ravel()])
     else:
         rows = _trailing_rows([*arrays, out], out.shape)
         if rows is None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from jitgrad.autograd import engine
 from jitgrad.autograd.node import AccumulateGrad
-from jitgrad.backends.cpu import codegen
+from jitgrad.backends.cpu import codegen, threads
 from jitgrad.backends.cpu.vmath import POW_BY_SCALAR
 from jitgrad.ops import reduce
 from jitgrad.ops.elementwise import NODE_CLASSES
@@ -75,7 +75,12 @@ def run(root, root_grad, retain_graph):
         outs.append(out)
         flat_outs.append(out.ravel())
     try:  # numba compiles on the first call: nothing is written before this succeeds
-        kernel(n, g.ravel(), *reads, *flat_outs)
+        n_chunks = threads.chunks(n)
+        if n_chunks == 1:
+            kernel[0](n, n, g.ravel(), *reads, *flat_outs)
+        else:
+            kernel[1](n_chunks, n, n, g.ravel(), *reads, *flat_outs)
+            threads.check_layer()
     except Exception as error:  # noqa: BLE001  eager backward still gives the right answer
         _disable(key, error)
         return False
@@ -102,8 +107,9 @@ def _hot_kernel(key):
         return None
     _seen.pop(key, None)
     try:
-        kernel = codegen.QuietFirstCall(
-            codegen.load_module("fused_backward", _source(key)).fused_backward)
+        module = codegen.load_module("fused_backward", _source(key))
+        kernel = (codegen.QuietFirstCall(module.fused_backward),  # serial, and split on threads
+                  codegen.QuietFirstCall(module.fused_backward_p))
     except Exception as error:  # noqa: BLE001  eager backward still gives the right answer
         return _disable(key, error)
     _kernels[key] = kernel
@@ -244,10 +250,12 @@ def _source(key):
     """The fused kernel's module source for a graph key (see ``_walk``)."""
     dtype_name = next(_entries[c][0] for c in key if c > _MEAN).compute.name
     np_type = f"np.{dtype_name}"
-    params, outs, prologue, loads, body = ["n", "g_root"], [], [], [], []
+    # n: this call's elements (a chunk of the tensor's, see threads.run_split); size: them all
+    params, outs, prologue, loads, body = ["n", "size", "g_root"], [], [], [], []
+    scalars = set()
     if key[0] in (_SUM, _MEAN):  # a full sum or mean at the root: one gradient for all
         start = 1
-        prologue.append(f"    g1 = g_root[0]{'' if key[0] == _SUM else f' / {np_type}(n)'}")
+        prologue.append(f"    g1 = g_root[0]{'' if key[0] == _SUM else f' / {np_type}(size)'}")
     else:
         start = 0
         loads.append("        g0 = g_root[i]")
@@ -260,6 +268,7 @@ def _source(key):
                 var = f"v{k}_r" if j < 0 else f"v{k}_{j}"
                 params.append(f"{var}_")
                 if j >= 0 and plan.mask[j] == "s":
+                    scalars.add(var)
                     prologue.append(f"    {var} = {np_type}({var}_)")
                 else:
                     loads.append(f"        {var} = {var}_[i]")
@@ -282,9 +291,13 @@ def _source(key):
             body.append(f"        g{t} = {total}{contribution}")
             assigned.add(t)
     header, decorator, _ = codegen.CPU_TARGET
+    sliced = [p for p in params[3:] if p[:-1] not in scalars] + outs
+    if key[0] not in (_SUM, _MEAN):
+        sliced.insert(0, "g_root")
     return "\n".join([*header, decorator, f"def fused_backward({', '.join(params + outs)}):",
                       *codegen.WIDE_VECTORS, *prologue, "    for i in range(n):", *loads, *body,
-                      ""])
+                      "", *codegen.split_source("fused_backward_p", "fused_backward", params + outs, sliced,
+                                               "n")])
 
 
 if _threshold > 0:

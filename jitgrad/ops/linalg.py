@@ -52,8 +52,8 @@ def _blas_ready(x):
 def _matmul_nd(a, b):
     """Product of operands with at least 2 dims each (batch dims broadcast).
 
-    CPU operands go to BLAS-backed kernels (thread count chosen by size, strided operands made
-    contiguous first); CUDA kernels read any strides, stride-0 broadcast batch dims included.
+    CPU operands go to BLAS-backed kernels (big products split over threads by rows, strided
+    operands made contiguous first); CUDA kernels read any strides, stride-0 broadcast batch dims included.
     """
     ad, bd = a._data, b._data
     n, k = ad.shape[-2:]
@@ -65,12 +65,14 @@ def _matmul_nd(a, b):
             f"and {k2}x{m})")
     K = _KERNELS(ad)
     cpu = _storage.on_cpu(ad)
-    if cpu:
-        blas.use_threads_for(n * k * m * math.prod(batch))
     if ad.ndim == 2 and bd.ndim == 2 and ad.dtype.kind == "f":
         out = _storage.empty((n, m), ad.dtype, ad)
         if cpu:
-            K.mm(_blas_ready(ad), _blas_ready(bd), out)
+            chunks = blas.row_chunks(n, k, m)
+            if chunks == 1:
+                K.mm(_blas_ready(ad), _blas_ready(bd), out)
+            else:
+                K.mm_p(chunks, _blas_ready(ad), _blas_ready(bd), out)
         else:
             K.mm(ad, bd, out)
         return record(Tensor._wrap(out), MmBackward0, (a, b), (a, b), check=(a, b))

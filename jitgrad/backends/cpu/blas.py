@@ -1,25 +1,25 @@
-"""The thread count of the BLAS that jitgrad's matmul kernels call (scipy's OpenBLAS).
+"""How jitgrad's matrix products use the cores: single-threaded BLAS calls on row slices.
 
 numba's ``np.dot`` calls scipy's own OpenBLAS, a separate library from numpy's. Its worker
-threads spin after each call and fight numba's kernels, torch's pool and other processes for the
-cores: on a busy 2-core machine an MLP step ran 15x slower with them. jitgrad therefore runs
-that BLAS single-threaded, except for products big enough that threads pay off even so
-(``use_threads_for``); ``JITGRAD_BLAS_THREADS`` caps the count. numpy's BLAS is left alone.
+threads spin after each call, and so do the OpenMP threads of jitgrad's split kernels
+(``threads.py``): with both pools spinning on a 2-core machine a 512x512 matmul forward+backward
+took 14 ms instead of 3. jitgrad therefore keeps that BLAS single-threaded and splits a big
+product's rows over its own threads (``linalg_kernels.mm_p``, one BLAS call per slice), so one
+pool serves every kernel. numpy's BLAS is left alone.
 """
 
 import ctypes
 import glob
 import os
 
-__all__ = ["set_num_threads", "use_threads_for"]
+from jitgrad.backends.cpu import threads
 
-_MAX_THREADS = int(os.environ.get("JITGRAD_BLAS_THREADS", os.cpu_count() or 1))
+__all__ = ["row_chunks", "set_num_threads"]
+
 # NOTE: measured on 2 cores (float32, one thread / two): 1M multiply-adds 25 / 34 us (threads
 # lose), 2.1M 49 / 49, 3.2M 76 / 49, 6.4M 150 / 88, 12.8M (an MLP's 64x784x256) 296 / 159.
-# Below 2M one thread is as fast and never fights other pools. (It was 16M, which left
-# every product of a batch-64 MLP single-threaded while torch used both cores.)
+# Below 2M one thread is as fast and never fights other pools.
 _THREADED_WORK = 1 << 21
-_current = [None]
 
 
 def _scipy_openblas():
@@ -41,15 +41,15 @@ def set_num_threads(n):
     """Set the thread count of scipy's OpenBLAS; returns False where there is none to set."""
     if _setter is None:
         return False
-    if _current[0] != n:
-        _setter(int(n))
-        _current[0] = n
+    _setter(int(n))
     return True
 
 
-def use_threads_for(work):
-    """Pick the BLAS thread count for a product of ``work`` multiply-adds."""
-    set_num_threads(_MAX_THREADS if work >= _THREADED_WORK else 1)
+def row_chunks(n, k, m):
+    """How many row slices an (n, k) @ (k, m) product runs as on threads (1: one BLAS call)."""
+    if n * k * m < _THREADED_WORK:
+        return 1
+    return max(1, min(threads.get_num_threads(), threads.max_threads(), n))
 
 
 set_num_threads(1)

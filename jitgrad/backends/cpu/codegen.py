@@ -198,8 +198,9 @@ def _pow_exponent(formula, dtype_name, arrays):
 
 
 def kernel_name(dtype_name, mask, layout):
-    """``mask`` has one letter per input: 'a' array, 's' scalar; layout 'c' flat, 'nd' strided or
-    'r' rows (CPU: flat arrays read from row starts, so broadcast rows still vectorize)."""
+    """``mask`` has one letter per input: 'a' array, 's' scalar; layout 'c' flat, 'nd' strided,
+    'r' rows (CPU: flat arrays read from row starts, so broadcast rows still vectorize) or 'p'
+    (CPU: 'c' over chunks on threads, see ``split_source``)."""
     return f"k_{dtype_name}_{mask}_{layout}"
 
 
@@ -248,10 +249,32 @@ def _cpu_loop(layout, arrays=()):
 # what a module of kernels from ``scalar_expr(..., vector_pow=True)`` imports beside scalar.py
 VMATH_IMPORT = (f"from jitgrad.backends.cpu.vmath import pow, {', '.join(_POW_FUNCTIONS.values())}"
                 "  # noqa: F401")
-CPU_TARGET = ([f"# scalar functions {_SCALAR_HASH}", "import numpy as np", "from numba import njit",
+CPU_TARGET = ([f"# scalar functions {_SCALAR_HASH}", "import numpy as np",
+               "from numba import njit, prange",
                "from jitgrad.backends.cpu.scalar import *  # noqa: F403", VMATH_IMPORT,
                "from jitgrad.backends.cpu.simd import prefer_wide_vectors  # noqa: F401", ""],
-              '@njit(cache=True, error_model="numpy")', _cpu_loop)
+              '@njit(cache=True, nogil=True, error_model="numpy")', _cpu_loop)
+
+
+_PARALLEL_JIT = '@njit(cache=True, nogil=True, parallel=True, error_model="numpy")'
+
+
+def split_source(name, kernel, params, sliced, count=None):
+    """Lines of ``name(chunks, *params)``: ``kernel(*params)`` run on ``chunks`` slices in parallel.
+
+    ``sliced``: the 1-D array parameters of the loop's length, each cut to the chunk;
+    ``count``: a parameter holding that length, which becomes the chunk's (default: the
+    length of ``sliced[-1]``). Chunks start on multiples of 64 elements (whole cache lines).
+    """
+    args = ", ".join(f"{p}[lo:hi]" if p in sliced else "hi - lo" if p == count else p
+                     for p in params)
+    return [_PARALLEL_JIT, f"def {name}(chunks, {', '.join(params)}):",
+            f"    n = {count or sliced[-1] + '.size'}",
+            "    step = (n + 64 * chunks - 1) // (64 * chunks) * 64",
+            "    for c in prange(chunks):",
+            "        lo = min(c * step, n)",
+            "        hi = min(lo + step, n)",
+            f"        {kernel}({args})", ""]
 
 
 def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
@@ -261,7 +284,8 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
     C-contiguous for 'c', 4-D strided for 'nd'), scalar inputs are Python numbers. CPU modules
     also have 'r' kernels, ``k(*inputs, out, n_rows, n_cols, *row_strides, out_row_stride)``:
     ``out`` and the array inputs are flat, and row r of each starts at ``r * row_stride`` (0
-    repeats one row, as a broadcast bias does), so the inner loop is contiguous and vectorizes.
+    repeats one row, as a broadcast bias does), so the inner loop is contiguous and vectorizes,
+    and 'p' kernels, ``k(chunks, *inputs, out)``: the 'c' kernel on ``chunks`` slices at once.
     ``target`` is (module header lines, decorator, loop(layout, array inputs) -> (lines, body
     indentation)): the CPU's or CUDA's (``backends/cuda/codegen.py``). A CPU kernel of float
     tensor ** scalar tests the exponent once and runs one loop per POW_BY_SCALAR exponent (x*x
@@ -300,6 +324,10 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
                     pow_lines = [*scalars, f"    pow_y = {exponent}"]
                     kernels = [(f"{name}_pow", pow_lines, [(None, general)]),
                                (name, pow_lines, special + [("    else:", None)])]
+                if cpu and layout == "c":  # the parallel 'p' kernel: 'c' kernels on chunks
+                    lines += split_source(kernel_name(dtype_name, mask, "p"), name,
+                                          params.split(", "),
+                                          [f"{n}_" for n in arrays] + ["out"])
                 for kname, prologue, loops in kernels:
                     lines += [decorator, f"def {kname}({params}):", *prologue]
                     for condition, expr in loops:

@@ -1,7 +1,7 @@
 """Matrix product kernels: BLAS (``np.dot`` inside numba, needs scipy) for floats."""
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from jitgrad.backends.cpu import blas  # noqa: F401  (limits BLAS threads before first use)
 
@@ -10,6 +10,18 @@ from jitgrad.backends.cpu import blas  # noqa: F401  (limits BLAS threads before
 def mm(a, b, out):
     """out (n, m) = a (n, k) @ b (k, m); float32/float64, C- or F-contiguous operands."""
     np.dot(a, b, out)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def mm_p(chunks, a, b, out):
+    """``mm`` with ``out``'s rows in ``chunks`` slices on threads, a BLAS call each (blas.py)."""
+    n = a.shape[0]
+    step = (n + chunks - 1) // chunks
+    for c in prange(chunks):
+        lo = min(c * step, n)
+        hi = min(lo + step, n)
+        if hi > lo:  # an F-contiguous a's rows are strided: one copy of the slice for BLAS
+            np.dot(np.ascontiguousarray(a[lo:hi]), b, out[lo:hi])
 
 
 @njit(cache=True)

@@ -1,0 +1,147 @@
+"""Big CPU kernels split over threads ('p' kernels, mm_p) against serial kernels and numpy."""
+
+import contextlib
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import jitgrad
+from jitgrad.backends.cpu import linalg_kernels, threads
+from jitgrad.ops import fused_backward
+from jitgrad.ops.elementwise import SPECS
+
+# odd lengths: the last chunk is short and starts mid-vector
+SIZES = [threads.MIN_SPLIT, 3 * threads.MIN_SPLIT + 7]
+
+
+@pytest.fixture
+def three_chunks(monkeypatch):
+    """Split every long loop into three slices, whatever this machine's core count."""
+    monkeypatch.setattr(threads, "chunks", lambda n: 1 if n < threads.MIN_SPLIT else 3)
+
+
+@contextlib.contextmanager
+def _fuse_threshold(n):
+    before = fused_backward.threshold()
+    fused_backward.set_threshold(n)
+    try:
+        yield
+    finally:
+        fused_backward.set_threshold(before)
+
+
+def _uniform(n, dtype, seed=0):
+    return np.random.default_rng(seed).uniform(-2, 2, n).astype(dtype)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("chunks", [1, 2, 5])
+def test_split_kernel_equals_serial_kernel(n, chunks):
+    x, y = _uniform(n, np.float32), _uniform(n, np.float32, 1)
+    serial, split = np.empty_like(x), np.full_like(x, np.nan)
+    SPECS["mul"].kernel("float32", "aa", "c")(x, y, serial)
+    SPECS["mul"].kernel("float32", "aa", "p")(chunks, x, y, split)
+    np.testing.assert_array_equal(split, serial)
+    np.testing.assert_array_equal(split, x * y)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_split_kernel_with_scalar_operand(n):
+    x = _uniform(n, np.float64)
+    out = np.full_like(x, np.nan)
+    SPECS["add"].kernel("float64", "as", "p")(3, x, 0.5, out)
+    np.testing.assert_array_equal(out, x + 0.5)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_ops_forward_backward_and_inplace_on_split_loops(n, three_chunks):
+    xs, ws = _uniform(n, np.float32), _uniform(n, np.float32, 1)
+    x = jitgrad.tensor(xs, requires_grad=True)
+    w = jitgrad.tensor(ws, requires_grad=True)
+    with _fuse_threshold(0):  # the eager backward: one derivative kernel per input
+        y = (x * w + 0.5).tanh()
+        y.sum().backward()
+    t = np.tanh(xs.astype(np.float64) * ws + 0.5)
+    np.testing.assert_allclose(y.detach().numpy(), t, rtol=2e-6, atol=2e-7)
+    np.testing.assert_allclose(x.grad.numpy(), (1 - t * t) * ws, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w.grad.numpy(), (1 - t * t) * xs, rtol=1e-5, atol=1e-6)
+    before = x.grad.numpy().copy()
+    x.grad.add_(w.detach())  # the in-place path
+    np.testing.assert_array_equal(x.grad.numpy(), before + ws)
+
+
+@pytest.mark.parametrize("root", ["sum", "mean", "elementwise"])
+def test_fused_backward_split_matches_numpy(root, three_chunks):
+    n = SIZES[1]
+    xs, ws = _uniform(n, np.float64), _uniform(n, np.float64, 1)
+    x = jitgrad.tensor(xs, requires_grad=True)
+    w = jitgrad.tensor(ws, requires_grad=True)
+    before = fused_backward.stats()["fused"]
+    with _fuse_threshold(1):
+        y = (x * w).sigmoid() * x
+        if root == "elementwise":
+            y.backward(jitgrad.tensor(ws))
+        else:
+            getattr(y, root)().backward()
+    assert fused_backward.stats()["fused"] == before + 1
+    s = 1 / (1 + np.exp(-xs * ws))
+    g = {"sum": 1.0, "mean": 1.0 / n, "elementwise": ws}[root]
+    ds = s * (1 - s)
+    np.testing.assert_allclose(x.grad.numpy(), g * (s + ds * ws * xs), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(w.grad.numpy(), g * ds * xs * xs, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("a_order", ["C", "F"])
+@pytest.mark.parametrize("n, chunks", [(97, 2), (64, 3), (5, 4)])
+def test_row_split_matmul(dtype, a_order, n, chunks):
+    rng = np.random.default_rng(0)
+    a = np.asarray(rng.standard_normal((n, 33)), dtype, order=a_order)
+    b = np.asarray(rng.standard_normal((33, 40)), dtype, order="F")
+    out = np.full((n, 40), np.nan, dtype)
+    linalg_kernels.mm_p(chunks, a, b, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4 if dtype == np.float32
+                               else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+def test_big_matmul_forward_backward_matches_numpy():
+    rng = np.random.default_rng(0)
+    a_np, b_np = rng.standard_normal((256, 192)), rng.standard_normal((192, 160))
+    a = jitgrad.tensor(a_np, requires_grad=True)
+    b = jitgrad.tensor(b_np, requires_grad=True)
+    y = a @ b
+    y.sum().backward()
+    np.testing.assert_allclose(y.detach().numpy(), a_np @ b_np, rtol=1e-12)
+    ones = np.ones((256, 160))
+    np.testing.assert_allclose(a.grad.numpy(), ones @ b_np.T, rtol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), a_np.T @ ones, rtol=1e-12)
+
+
+def test_set_num_threads():
+    before = jitgrad.get_num_threads()
+    try:
+        jitgrad.set_num_threads(1)
+        assert jitgrad.get_num_threads() == 1
+        assert threads.chunks(10 ** 7) == 1
+    finally:
+        jitgrad.set_num_threads(before)
+    assert jitgrad.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="positive integer"):
+        jitgrad.set_num_threads(0)
+    with pytest.raises(RuntimeError, match="expects an int, but got float"):
+        jitgrad.set_num_threads(1.5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="fork")
+def test_forked_child_runs_single_threaded():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave without running pytest's teardown
+        os.write(write, str(jitgrad.get_num_threads()).encode())
+        os._exit(0)
+    os.close(write)
+    assert os.read(read, 16) == b"1"
+    os.waitpid(pid, 0)
+    os.close(read)
