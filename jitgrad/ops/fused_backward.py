@@ -294,10 +294,10 @@ def _source(key):
     sliced = [p for p in params[3:] if p[:-1] not in scalars] + outs
     if key[0] not in (_SUM, _MEAN):
         sliced.insert(0, "g_root")
+    split = codegen.split_source("fused_backward_p", "fused_backward", params + outs, sliced, "n")
     return "\n".join([*header, decorator, f"def fused_backward({', '.join(params + outs)}):",
                       *codegen.WIDE_VECTORS, *prologue, "    for i in range(n):", *loads, *body,
-                      "", *codegen.split_source("fused_backward_p", "fused_backward", params + outs, sliced,
-                                               "n")])
+                      "", *split])
 
 
 if _threshold > 0:

@@ -52,8 +52,9 @@ def _blas_ready(x):
 def _matmul_nd(a, b):
     """Product of operands with at least 2 dims each (batch dims broadcast).
 
-    CPU operands go to BLAS-backed kernels (big products split over threads by rows, strided
-    operands made contiguous first); CUDA kernels read any strides, stride-0 broadcast batch dims included.
+    CPU operands go to BLAS-backed kernels (big products split by rows over threads,
+    strided operands made contiguous first); CUDA kernels read any strides, stride-0
+    broadcast batch dims included.
     """
     ad, bd = a._data, b._data
     n, k = ad.shape[-2:]

@@ -26,8 +26,8 @@ MIN_SPLIT = 1 << 16
 # without the OpenMP or TBB layer numba wakes sleeping threads: only very long loops gain
 _SLOW_LAYER_MIN_SPLIT = 1 << 20
 
-_state = {"threads": int(os.environ.get("JITGRAD_NUM_THREADS", 0)) or numba.config.NUMBA_NUM_THREADS,
-          "min_split": MIN_SPLIT, "layer_checked": False}
+_state = {"threads": int(os.environ.get("JITGRAD_NUM_THREADS", 0))
+          or numba.config.NUMBA_NUM_THREADS, "min_split": MIN_SPLIT, "layer_checked": False}
 
 
 def get_num_threads():
