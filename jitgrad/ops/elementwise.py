@@ -520,7 +520,6 @@ def _run_flat(spec, dtype_name, mask, args):
         spec.kernel(dtype_name, mask, "c")(*args)
     else:
         spec.kernel(dtype_name, mask, "p")(n_chunks, *args)
-        threads.check_layer()
 
 
 def _apply_rows(spec, plan, args, flat_values):

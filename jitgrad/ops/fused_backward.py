@@ -80,7 +80,6 @@ def run(root, root_grad, retain_graph):
             kernel[0](n, n, g.ravel(), *reads, *flat_outs)
         else:
             kernel[1](n_chunks, n, n, g.ravel(), *reads, *flat_outs)
-            threads.check_layer()
     except Exception as error:  # noqa: BLE001  eager backward still gives the right answer
         _disable(key, error)
         return False

@@ -134,6 +134,14 @@ def test_set_num_threads():
         jitgrad.set_num_threads(1.5)
 
 
+def test_no_split_without_a_thread_safe_layer(monkeypatch):
+    """numba's 'workqueue' fallback aborts on concurrent launches: jitgrad must stay serial."""
+    monkeypatch.setitem(threads._state, "layer_ok", False)
+    monkeypatch.setitem(threads._state, "threads", 4)
+    assert threads.chunks(10 ** 7) == 1
+    assert threads.usable() == 1
+
+
 @pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="fork")
 def test_forked_child_runs_single_threaded():
     read, write = os.pipe()

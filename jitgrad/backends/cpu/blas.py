@@ -49,7 +49,7 @@ def row_chunks(n, k, m):
     """How many row slices an (n, k) @ (k, m) product runs as on threads (1: one BLAS call)."""
     if n * k * m < _THREADED_WORK:
         return 1
-    return max(1, min(threads.get_num_threads(), threads.max_threads(), n))
+    return min(threads.usable(), n)
 
 
 set_num_threads(1)

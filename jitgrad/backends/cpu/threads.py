@@ -4,7 +4,7 @@ A flat kernel (one loop over the elements of 1-D arrays) gives the same result o
 its range, so generated modules pair each with a 'p' kernel (``codegen.split_source``) that runs
 it on one slice per thread through numba's parallel layer. numba's OpenMP layer keeps its threads
 spinning between calls, so a split costs ~1 us; a Python thread pool measured 40-70 us a call
-on a 2-vCPU VM (waking a sleeping thread), and numba's own 'workqueue' layer 70-140 us.
+on a 2-vCPU VM (waking a sleeping thread). Without the OpenMP or TBB layer nothing is split.
 
 ``chunks(n)`` says how many slices a loop of ``n`` elements gets: 1 below ``MIN_SPLIT`` or
 when splitting is off. ``JITGRAD_NUM_THREADS`` (default: numba's thread count, the CPUs this
@@ -17,17 +17,14 @@ import os
 
 import numba
 
-__all__ = ["MIN_SPLIT", "check_layer", "chunks", "get_num_threads", "max_threads",
-           "set_num_threads"]
+__all__ = ["MIN_SPLIT", "chunks", "get_num_threads", "set_num_threads", "usable"]
 
 # NOTE: measured on 2 cores, float32 multiply (serial / split, us): 16K 2.2 / 2.9,
 # 64K 5.8 / 4.8, 256K 88 / 20, 1M 397 / 205.
 MIN_SPLIT = 1 << 16
-# without the OpenMP or TBB layer numba wakes sleeping threads: only very long loops gain
-_SLOW_LAYER_MIN_SPLIT = 1 << 20
 
 _state = {"threads": int(os.environ.get("JITGRAD_NUM_THREADS", 0))
-          or numba.config.NUMBA_NUM_THREADS, "min_split": MIN_SPLIT, "layer_checked": False}
+          or numba.config.NUMBA_NUM_THREADS, "layer_ok": None}
 
 
 def get_num_threads():
@@ -44,24 +41,35 @@ def set_num_threads(n):
     _state["threads"] = n
 
 
-def max_threads():
-    """The most threads a parallel kernel can use (numba's pool, fixed at start-up)."""
-    return numba.config.NUMBA_NUM_THREADS
+def usable():
+    """How many threads a split may use now (1 when splitting is off)."""
+    if _state["threads"] == 1:
+        return 1
+    if not (_state["layer_ok"] or _state["layer_ok"] is None and _check_layer()):
+        return 1
+    return min(_state["threads"], numba.config.NUMBA_NUM_THREADS)  # numba's pool is fixed
 
 
 def chunks(n):
     """The number of slices a flat loop over ``n`` elements runs as (1: call it serially)."""
-    if n < _state["min_split"]:
+    if n < MIN_SPLIT:
         return 1
-    return max(1, min(_state["threads"], max_threads(), n // (MIN_SPLIT // 2)))
+    return max(1, min(usable(), n // (MIN_SPLIT // 2)))
 
 
-def check_layer():
-    """After the first parallel call: raise the split threshold if numba chose a slow layer."""
-    if not _state["layer_checked"]:
-        _state["layer_checked"] = True
-        if numba.threading_layer() not in ("omp", "tbb"):
-            _state["min_split"] = _SLOW_LAYER_MIN_SPLIT
+def _check_layer():
+    """Start numba's thread pool; True when it is OpenMP or TBB. numba's fallback, 'workqueue',
+    sleeps between calls (70-140 us a wake-up here) and aborts the process when two threads
+    launch at once, so jitgrad then stays serial."""
+    try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()
+        ok = numba.threading_layer() in ("omp", "tbb")
+    except (ImportError, ValueError, RuntimeError):  # no layer could start
+        ok = False
+    _state["layer_ok"] = ok
+    return ok
 
 
 def _single_threaded_after_fork():
