@@ -10,6 +10,7 @@ from jitgrad import dtypes
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import RESULT, node_class, record
 from jitgrad.backends import Family
+from jitgrad.backends.cpu import threads
 from jitgrad.ops import _storage
 from jitgrad.ops._checks import normalize_dim, normalize_dims
 from jitgrad.ops.elementwise import cast, contiguous, copy_into
@@ -111,7 +112,11 @@ def _sum_like(input, dim, keepdim, is_prod, mean=False):
         out = np.empty(shape, data.dtype) if cpu else _storage.empty(shape, data.dtype, data)
         # NOTE: mean of nothing is nan, as in PyTorch (0 * nan)
         scale = (1.0 / n if n else float("nan")) if mean else 1.0
-        K.sum_3d(view, is_prod, scale, out.reshape(-1, view.shape[2]))
+        chunks = threads.chunks(n) if cpu and view.shape[0] == view.shape[2] == 1 else 1
+        if chunks == 1:
+            K.sum_3d(view, is_prod, scale, out.reshape(-1, view.shape[2]))
+        else:
+            K.sum_flat_p(chunks, view.reshape(-1), is_prod, scale, out.reshape(1, 1))
     else:
         out = np.empty(shape, np.int64) if cpu else _storage.empty(shape, np.int64, data)
         K.sum_int_3d(view, is_prod, out.reshape(-1, view.shape[2]))

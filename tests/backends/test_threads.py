@@ -153,3 +153,22 @@ def test_forked_child_runs_single_threaded():
     assert os.read(read, 16) == b"1"
     os.waitpid(pid, 0)
     os.close(read)
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "prod"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_full_reduction(op, dtype, three_chunks):
+    n = SIZES[1]
+    rng = np.random.default_rng(0)
+    data = (rng.uniform(0.9999, 1.0001, n) if op == "prod" else rng.uniform(-1, 1, n)).astype(dtype)
+    x = jitgrad.tensor(data.reshape(5, -1), requires_grad=True)  # a 2-D full reduction
+    got = getattr(x, op)()
+    expected = getattr(np, op)(data.astype(np.float64))
+    np.testing.assert_allclose(got.item(), expected, rtol=1e-6 if dtype == np.float32 else 1e-12)
+    assert got.dtype == x.dtype
+
+
+def test_split_sum_propagates_nan(three_chunks):
+    data = np.ones(SIZES[1], np.float32)
+    data[-5] = np.nan
+    assert np.isnan(jitgrad.tensor(data).sum().item())

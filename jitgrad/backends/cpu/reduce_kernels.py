@@ -1,7 +1,7 @@
 """Reduction kernels. Every input is viewed as a C-contiguous (outer, reduced, inner) array."""
 
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import overload
 
 from jitgrad.backends.cpu.scalar import exp, log
@@ -28,6 +28,35 @@ def sum_3d(x, is_prod, scale, out):
                     acc[i] = acc[i] * x[o, r, i] if is_prod else acc[i] + x[o, r, i]
         for i in range(n_inner):
             out[o, i] = acc[i] * scale
+
+
+@njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _fold(x, is_prod):
+    """The float64 sum (or product) of a 1-D array, in a loop that vectorizes."""
+    total = 1.0
+    if is_prod:
+        for v in x:
+            total *= v
+        return total
+    total = 0.0
+    for v in x:
+        total += v
+    return total
+
+
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def sum_flat_p(chunks, x, is_prod, scale, out):
+    """``sum_3d`` of a whole flat x, in ``chunks`` slices on threads (threads.py); out (1, 1)."""
+    n = x.size
+    step = (n + 64 * chunks - 1) // (64 * chunks) * 64
+    partial = np.empty(chunks, np.float64)
+    for c in prange(chunks):
+        lo = min(c * step, n)
+        partial[c] = _fold(x[lo:min(lo + step, n)], is_prod)
+    total = partial[0]
+    for c in range(1, chunks):
+        total = total * partial[c] if is_prod else total + partial[c]
+    out[0, 0] = total * scale
 
 
 @njit(cache=True, error_model="numpy")
