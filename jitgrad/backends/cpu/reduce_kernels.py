@@ -35,12 +35,12 @@ def _fold(x, is_prod):
     """The float64 sum (or product) of a 1-D array, in a loop that vectorizes."""
     total = 1.0
     if is_prod:
-        for v in x:
-            total *= v
+        for i in range(x.size):  # NOTE: ``for v in x`` did not vectorize (4x slower)
+            total *= x[i]
         return total
     total = 0.0
-    for v in x:
-        total += v
+    for i in range(x.size):
+        total += x[i]
     return total
 
 
