@@ -3,10 +3,14 @@
 import math
 
 import jitgrad
-from jitgrad.backends import Family
-from jitgrad.optim.optimizer import Optimizer, _buffer, _check_state, _empty, _grads_and_params
-
-_KERNELS = Family("optim_kernels")
+from jitgrad.optim.optimizer import (
+    Optimizer,
+    _buffer,
+    _check_state,
+    _empty,
+    _grads_and_params,
+    update,
+)
 
 __all__ = ["Adam", "AdamW"]
 
@@ -66,9 +70,9 @@ class Adam(Optimizer):
                            state["max_exp_avg_sq"] if amsgrad else None)
                 _check_state(p, *moments)
                 max_sq = _buffer(moments[2]) if amsgrad else _empty(data)
-                _KERNELS(data).adam_step(
-                    data, _buffer(grad), _buffer(moments[0]), _buffer(moments[1]), max_sq,
-                    t(1 - beta1), t(beta2), t(1 - beta2), t(wd), t(1 - lr * wd),
+                update(
+                    "adam_step", data, _buffer(grad), _buffer(moments[0]), _buffer(moments[1]),
+                    max_sq, t(1 - beta1), t(beta2), t(1 - beta2), t(wd), t(1 - lr * wd),
                     t(lr / bias_correction1), t(math.sqrt(bias_correction2)), t(group["eps"]),
                     self._decoupled, amsgrad, group["maximize"])
                 p._version[0] += 1

@@ -1,12 +1,19 @@
 """``Optimizer``: parameter groups, per-parameter state, zero_grad and state dicts."""
 
+import functools
+import hashlib
+import inspect
 from collections import defaultdict
 
 import numpy as np
 
 import jitgrad
+from jitgrad.backends import Family
+from jitgrad.backends.cpu import codegen, optim_kernels, threads
 from jitgrad.ops._storage import check_same_device
 from jitgrad.tensor import Tensor
+
+_KERNELS = Family("optim_kernels")
 
 __all__ = ["Optimizer", "required"]
 
@@ -149,6 +156,33 @@ def _cast_state(key, value, param):
         return value.clone()
     dtype = param.dtype if param.is_floating_point() and value.is_floating_point() else None
     return value.to(dtype=dtype, device=param.device, copy=True)
+
+
+def update(kernel, data, *args):
+    """``optim_kernels.<kernel>(data, *args)`` on ``data``'s device; a long CPU update runs on
+    threads, every buffer cut into the same slices (``threads.chunks``)."""
+    chunks = threads.chunks(data.size) if type(data) is np.ndarray else 1
+    if chunks == 1:
+        getattr(_KERNELS(data), kernel)(data, *args)
+    else:
+        getattr(_split_kernels(), kernel + "_p")(chunks, data, *args)
+
+
+@functools.cache
+def _split_kernels():
+    """The generated module of the optimizer kernels' 'p' twins (see ``codegen.split_source``)."""
+    path = inspect.getsourcefile(optim_kernels)
+    with open(path, "rb") as f:  # numba's cache does not see the callees change: name it
+        digest = hashlib.sha1(f.read()).hexdigest()[:12]
+    lines = [f"# optim_kernels {digest}", "from numba import njit, prange  # noqa: F401",
+             f"from jitgrad.backends.cpu.optim_kernels import {', '.join(optim_kernels.ARRAYS)}",
+             ""]
+    for name, n_arrays in optim_kernels.ARRAYS.items():
+        params = list(inspect.signature(getattr(optim_kernels, name).py_func).parameters)
+        # the param itself last: its length is the loop's (a state buffer may be empty)
+        lines += codegen.split_source(f"{name}_p", name, params,
+                                      params[1:n_arrays] + params[:1])
+    return codegen.load_module("optim_split", "\n".join(lines) + "\n")
 
 
 def _buffer(t):

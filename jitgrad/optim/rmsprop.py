@@ -1,10 +1,14 @@
 """``RMSprop`` (centered, momentum, weight decay, maximize)."""
 
 import jitgrad
-from jitgrad.backends import Family
-from jitgrad.optim.optimizer import Optimizer, _buffer, _check_state, _empty, _grads_and_params
-
-_KERNELS = Family("optim_kernels")
+from jitgrad.optim.optimizer import (
+    Optimizer,
+    _buffer,
+    _check_state,
+    _empty,
+    _grads_and_params,
+    update,
+)
 
 __all__ = ["RMSprop"]
 
@@ -55,8 +59,8 @@ class RMSprop(Optimizer):
                 buf = state["momentum_buffer"] if momentum > 0 else None
                 _check_state(p, state["square_avg"], grad_avg, buf)
                 empty = _empty(data)
-                _KERNELS(data).rmsprop_step(
-                    data, _buffer(grad), _buffer(state["square_avg"]),
+                update(
+                    "rmsprop_step", data, _buffer(grad), _buffer(state["square_avg"]),
                     empty if grad_avg is None else _buffer(grad_avg),
                     empty if buf is None else _buffer(buf), t(group["lr"]), t(group["alpha"]),
                     t(1 - group["alpha"]), t(group["eps"]), t(group["weight_decay"]),

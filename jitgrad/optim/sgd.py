@@ -1,10 +1,14 @@
 """``SGD`` with momentum, dampening, Nesterov, weight decay and maximize."""
 
 import jitgrad
-from jitgrad.backends import Family
-from jitgrad.optim.optimizer import Optimizer, _buffer, _check_state, _empty, _grads_and_params
-
-_KERNELS = Family("optim_kernels")
+from jitgrad.optim.optimizer import (
+    Optimizer,
+    _buffer,
+    _check_state,
+    _empty,
+    _grads_and_params,
+    update,
+)
 
 __all__ = ["SGD"]
 
@@ -64,9 +68,8 @@ class SGD(Optimizer):
                     buf_data = _buffer(buf)
                 else:
                     buf_data = _empty(data)
-                _KERNELS(data).sgd_step(data, _buffer(grad), buf_data, t(group["lr"]),
-                                        t(momentum), t(1 - group["dampening"]),
-                                        t(group["weight_decay"]), group["nesterov"],
-                                        group["maximize"], first)
+                update("sgd_step", data, _buffer(grad), buf_data, t(group["lr"]), t(momentum),
+                       t(1 - group["dampening"]), t(group["weight_decay"]), group["nesterov"],
+                       group["maximize"], first)
                 p._version[0] += 1
         return loss

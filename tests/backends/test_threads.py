@@ -11,6 +11,7 @@ import jitgrad
 from jitgrad.backends.cpu import linalg_kernels, threads
 from jitgrad.ops import fused_backward
 from jitgrad.ops.elementwise import SPECS
+from jitgrad.optim import optimizer
 
 # odd lengths: the last chunk is short and starts mid-vector
 SIZES = [threads.MIN_SPLIT, 3 * threads.MIN_SPLIT + 7]
@@ -172,3 +173,29 @@ def test_split_sum_propagates_nan(three_chunks):
     data = np.ones(SIZES[1], np.float32)
     data[-5] = np.nan
     assert np.isnan(jitgrad.tensor(data).sum().item())
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: jitgrad.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True),
+    lambda ps: jitgrad.optim.SGD(ps, lr=0.1),
+    lambda ps: jitgrad.optim.Adam(ps, lr=0.01, amsgrad=True),
+    lambda ps: jitgrad.optim.AdamW(ps, lr=0.01),
+    lambda ps: jitgrad.optim.RMSprop(ps, lr=0.01, momentum=0.5, centered=True),
+], ids=["sgd-nesterov", "sgd", "adam-amsgrad", "adamw", "rmsprop-centered"])
+def test_split_optimizer_steps_equal_serial_steps(make, monkeypatch):
+    """Two steps with every buffer cut into three slices equal two steps run whole."""
+    start = _uniform(SIZES[1], np.float32)
+    grads = [_uniform(SIZES[1], np.float32, seed) for seed in (1, 2)]
+    results = []
+    for split in (False, True):
+        if split:
+            monkeypatch.setattr(threads, "chunks", lambda n: 1 if n < threads.MIN_SPLIT else 3)
+        p = jitgrad.nn.Parameter(jitgrad.tensor(start.copy()))
+        opt = make([p])
+        for g in grads:
+            p.grad = jitgrad.tensor(g)
+            opt.step()
+        results.append(p.detach().numpy())
+    assert optimizer._split_kernels.cache_info().currsize == 1  # the split kernels ran
+    assert not np.array_equal(results[0], start)
+    np.testing.assert_array_equal(results[1], results[0])

@@ -263,7 +263,7 @@ _PARALLEL_JIT = '@njit(cache=True, nogil=True, parallel=True, error_model="numpy
 def split_source(name, kernel, params, sliced, count=None):
     """Lines of ``name(chunks, *params)``: ``kernel(*params)`` run on ``chunks`` slices in parallel.
 
-    ``sliced``: the 1-D array parameters of the loop's length, each cut to the chunk;
+    ``sliced``: the 1-D array parameters cut to the chunk (of the loop's length, or empty);
     ``count``: a parameter holding that length, which becomes the chunk's (default: the
     length of ``sliced[-1]``). Chunks start on multiples of 64 elements (whole cache lines).
     """

@@ -9,7 +9,11 @@ agree with ``torch.optim`` to rounding.
 import numpy as np
 from numba import njit
 
-__all__ = ["adam_step", "rmsprop_step", "sgd_step"]
+__all__ = ["ARRAYS", "adam_step", "rmsprop_step", "sgd_step"]
+
+# kernel -> how many of its leading parameters are buffers of the parameter's length (or 0):
+# the ones ``optim.optimizer.update`` slices when it splits an update over threads
+ARRAYS = {"sgd_step": 3, "adam_step": 5, "rmsprop_step": 5}
 
 
 @njit(cache=True)
