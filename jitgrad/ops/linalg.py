@@ -52,8 +52,8 @@ def _blas_ready(x):
 def _matmul_nd(a, b):
     """Product of operands with at least 2 dims each (batch dims broadcast).
 
-    CPU operands go to BLAS-backed kernels (big products split by rows over threads,
-    strided operands made contiguous first); CUDA kernels read any strides, stride-0
+    CPU operands go to BLAS-backed kernels (big products split by rows or columns over
+    threads, strided operands made contiguous first); CUDA kernels read any strides, stride-0
     broadcast batch dims included.
     """
     ad, bd = a._data, b._data
@@ -69,11 +69,11 @@ def _matmul_nd(a, b):
     if ad.ndim == 2 and bd.ndim == 2 and ad.dtype.kind == "f":
         out = _storage.empty((n, m), ad.dtype, ad)
         if cpu:
-            chunks = blas.row_chunks(n, k, m)
+            kernel, chunks = blas.split(n, k, m)
             if chunks == 1:
                 K.mm(_blas_ready(ad), _blas_ready(bd), out)
             else:
-                K.mm_p(chunks, _blas_ready(ad), _blas_ready(bd), out)
+                getattr(K, kernel)(chunks, _blas_ready(ad), _blas_ready(bd), out)
         else:
             K.mm(ad, bd, out)
         return record(Tensor._wrap(out), MmBackward0, (a, b), (a, b), check=(a, b))

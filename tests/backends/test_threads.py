@@ -97,27 +97,30 @@ def test_fused_backward_split_matches_numpy(root, three_chunks):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("a_order", ["C", "F"])
 @pytest.mark.parametrize("n, chunks", [(97, 2), (64, 3), (5, 4)])
-def test_row_split_matmul(dtype, a_order, n, chunks):
+@pytest.mark.parametrize("b_order", ["C", "F"])
+@pytest.mark.parametrize("kernel", ["mm_p", "mm_cols_p"])
+def test_split_matmul(kernel, dtype, a_order, b_order, n, chunks):
     rng = np.random.default_rng(0)
     a = np.asarray(rng.standard_normal((n, 33)), dtype, order=a_order)
-    b = np.asarray(rng.standard_normal((33, 40)), dtype, order="F")
-    out = np.full((n, 40), np.nan, dtype)
-    linalg_kernels.mm_p(chunks, a, b, out)
+    b = np.asarray(rng.standard_normal((33, 40 if kernel == "mm_p" else n)), dtype, order=b_order)
+    out = np.full((n, b.shape[1]), np.nan, dtype)
+    getattr(linalg_kernels, kernel)(chunks, a, b, out)
     np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4 if dtype == np.float32
                                else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
 
 
-def test_big_matmul_forward_backward_matches_numpy():
+@pytest.mark.parametrize("n, k, m", [(256, 192, 160), (64, 784, 256)])  # rows, columns split
+def test_big_matmul_forward_backward_matches_numpy(n, k, m):
     rng = np.random.default_rng(0)
-    a_np, b_np = rng.standard_normal((256, 192)), rng.standard_normal((192, 160))
+    a_np, b_np = rng.standard_normal((n, k)), rng.standard_normal((k, m))
     a = jitgrad.tensor(a_np, requires_grad=True)
     b = jitgrad.tensor(b_np, requires_grad=True)
     y = a @ b
     y.sum().backward()
-    np.testing.assert_allclose(y.detach().numpy(), a_np @ b_np, rtol=1e-12)
-    ones = np.ones((256, 160))
-    np.testing.assert_allclose(a.grad.numpy(), ones @ b_np.T, rtol=1e-12)
-    np.testing.assert_allclose(b.grad.numpy(), a_np.T @ ones, rtol=1e-12)
+    np.testing.assert_allclose(y.detach().numpy(), a_np @ b_np, rtol=1e-12, atol=1e-11)
+    ones = np.ones((n, m))
+    np.testing.assert_allclose(a.grad.numpy(), ones @ b_np.T, rtol=1e-12, atol=1e-11)
+    np.testing.assert_allclose(b.grad.numpy(), a_np.T @ ones, rtol=1e-12, atol=1e-11)
 
 
 def test_set_num_threads():

@@ -4,8 +4,8 @@ numba's ``np.dot`` calls scipy's own OpenBLAS, a separate library from numpy's. 
 threads spin after each call, and so do the OpenMP threads of jitgrad's split kernels
 (``threads.py``): with both pools spinning on a 2-core machine a 512x512 matmul forward+backward
 took 14 ms instead of 3. jitgrad therefore keeps that BLAS single-threaded and splits a big
-product's rows over its own threads (``linalg_kernels.mm_p``, one BLAS call per slice), so one
-pool serves every kernel. numpy's BLAS is left alone.
+product's rows (or columns) over its own threads (``linalg_kernels.mm_p``, ``mm_cols_p``, one
+BLAS call per slice), so one pool serves every kernel. numpy's BLAS is left alone.
 """
 
 import ctypes
@@ -14,12 +14,15 @@ import os
 
 from jitgrad.backends.cpu import threads
 
-__all__ = ["row_chunks", "set_num_threads"]
+__all__ = ["set_num_threads", "split"]
 
 # NOTE: measured on 2 cores (float32, one thread / two): 1M multiply-adds 25 / 34 us (threads
 # lose), 2.1M 49 / 49, 3.2M 76 / 49, 6.4M 150 / 88, 12.8M (an MLP's 64x784x256) 296 / 159.
 # Below 2M one thread is as fast and never fights other pools.
 _THREADED_WORK = 1 << 21
+# A row split packs all of b on every thread. For an MLP's 64x784 @ 784x256 a column split
+# took 97 us, a row split 127 (one thread 175, torch 86); for 64x256 @ 256x128 rows won.
+_FEW_ROWS, _BIG_B = 128, 1 << 17
 
 
 def _scipy_openblas():
@@ -45,11 +48,14 @@ def set_num_threads(n):
     return True
 
 
-def row_chunks(n, k, m):
-    """How many row slices an (n, k) @ (k, m) product runs as on threads (1: one BLAS call)."""
+def split(n, k, m):
+    """How an (n, k) @ (k, m) product runs: ("mm", 1), one BLAS call, or ("mm_p" or
+    "mm_cols_p", slices), its rows or columns split over threads."""
     if n * k * m < _THREADED_WORK:
-        return 1
-    return min(threads.usable(), n)
+        return "mm", 1
+    if n < _FEW_ROWS and k * m >= _BIG_B:
+        return "mm_cols_p", min(threads.usable(), m)
+    return "mm_p", min(threads.usable(), n)
 
 
 set_num_threads(1)

@@ -24,6 +24,19 @@ def mm_p(chunks, a, b, out):
             np.dot(np.ascontiguousarray(a[lo:hi]), b, out[lo:hi])
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def mm_cols_p(chunks, a, b, out):
+    """``mm`` with ``out``'s columns in ``chunks`` slices on threads: for a few rows times a big
+    ``b``, whose packing a row split would repeat on every thread (blas.py)."""
+    m = b.shape[1]
+    step = (m + chunks - 1) // chunks
+    for c in prange(chunks):
+        lo = min(c * step, m)
+        hi = min(lo + step, m)
+        if hi > lo:  # an F-contiguous b's column slice needs no copy; out's is strided
+            out[:, lo:hi] = np.dot(a, np.asfortranarray(b[:, lo:hi]))
+
+
 @njit(cache=True)
 def bmm(a, b, out):
     """out[i] = a[i] @ b[i] for C-contiguous float a (B, n, k), b (B, k, m)."""
