@@ -20,8 +20,14 @@ def mm_p(chunks, a, b, out):
     for c in prange(chunks):
         lo = min(c * step, n)
         hi = min(lo + step, n)
-        if hi > lo:  # an F-contiguous a's rows are strided: one copy of the slice for BLAS
-            np.dot(np.ascontiguousarray(a[lo:hi]), b, out[lo:hi])
+        if hi > lo:
+            if a.flags.c_contiguous:
+                np.dot(np.ascontiguousarray(a[lo:hi]), b, out[lo:hi])
+            else:  # an F-contiguous a's row slice is strided: copy it column by column
+                cols = np.empty((a.shape[1], hi - lo), a.dtype)
+                for j in range(a.shape[1]):
+                    cols[j] = a[lo:hi, j]
+                np.dot(cols.T, b, out[lo:hi])
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -33,8 +39,14 @@ def mm_cols_p(chunks, a, b, out):
     for c in prange(chunks):
         lo = min(c * step, m)
         hi = min(lo + step, m)
-        if hi > lo:  # an F-contiguous b's column slice needs no copy; out's is strided
-            out[:, lo:hi] = np.dot(a, np.asfortranarray(b[:, lo:hi]))
+        if hi > lo:  # an F-contiguous b's column slice is contiguous; out's is strided
+            if b.flags.f_contiguous:
+                out[:, lo:hi] = np.dot(a, np.asfortranarray(b[:, lo:hi]))
+            else:  # copied row by row
+                rows = np.empty((b.shape[0], hi - lo), b.dtype)
+                for j in range(b.shape[0]):
+                    rows[j] = b[j, lo:hi]
+                out[:, lo:hi] = np.dot(a, rows)
 
 
 @njit(cache=True)
