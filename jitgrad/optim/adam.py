@@ -3,14 +3,7 @@
 import math
 
 import jitgrad
-from jitgrad.optim.optimizer import (
-    Optimizer,
-    _buffer,
-    _check_state,
-    _empty,
-    _grads_and_params,
-    update,
-)
+from jitgrad.optim.optimizer import Optimizer, _buffer, _check_state, _empty, _grads_and_params
 
 __all__ = ["Adam", "AdamW"]
 
@@ -70,7 +63,7 @@ class Adam(Optimizer):
                            state["max_exp_avg_sq"] if amsgrad else None)
                 _check_state(p, *moments)
                 max_sq = _buffer(moments[2]) if amsgrad else _empty(data)
-                update(
+                self._update(
                     "adam_step", data, _buffer(grad), _buffer(moments[0]), _buffer(moments[1]),
                     max_sq, t(1 - beta1), t(beta2), t(1 - beta2), t(wd), t(1 - lr * wd),
                     t(lr / bias_correction1), t(math.sqrt(bias_correction2)), t(group["eps"]),

@@ -102,6 +102,16 @@ class Optimizer:
     def step(self, closure=None):
         raise NotImplementedError
 
+    @staticmethod
+    def _update(kernel, data, *args):
+        """``optim_kernels.<kernel>(data, *args)`` on ``data``'s device; a long CPU update runs
+        on threads, every buffer cut into the same slices (``threads.chunks``)."""
+        chunks = threads.chunks(data.size) if type(data) is np.ndarray else 1
+        if chunks == 1:
+            getattr(_KERNELS(data), kernel)(data, *args)
+        else:
+            getattr(_split_kernels(), kernel + "_p")(chunks, data, *args)
+
     def _closure_loss(self, closure):
         if closure is None:
             return None
@@ -156,16 +166,6 @@ def _cast_state(key, value, param):
         return value.clone()
     dtype = param.dtype if param.is_floating_point() and value.is_floating_point() else None
     return value.to(dtype=dtype, device=param.device, copy=True)
-
-
-def update(kernel, data, *args):
-    """``optim_kernels.<kernel>(data, *args)`` on ``data``'s device; a long CPU update runs on
-    threads, every buffer cut into the same slices (``threads.chunks``)."""
-    chunks = threads.chunks(data.size) if type(data) is np.ndarray else 1
-    if chunks == 1:
-        getattr(_KERNELS(data), kernel)(data, *args)
-    else:
-        getattr(_split_kernels(), kernel + "_p")(chunks, data, *args)
 
 
 @functools.cache

@@ -1,14 +1,7 @@
 """``RMSprop`` (centered, momentum, weight decay, maximize)."""
 
 import jitgrad
-from jitgrad.optim.optimizer import (
-    Optimizer,
-    _buffer,
-    _check_state,
-    _empty,
-    _grads_and_params,
-    update,
-)
+from jitgrad.optim.optimizer import Optimizer, _buffer, _check_state, _empty, _grads_and_params
 
 __all__ = ["RMSprop"]
 
@@ -59,7 +52,7 @@ class RMSprop(Optimizer):
                 buf = state["momentum_buffer"] if momentum > 0 else None
                 _check_state(p, state["square_avg"], grad_avg, buf)
                 empty = _empty(data)
-                update(
+                self._update(
                     "rmsprop_step", data, _buffer(grad), _buffer(state["square_avg"]),
                     empty if grad_avg is None else _buffer(grad_avg),
                     empty if buf is None else _buffer(buf), t(group["lr"]), t(group["alpha"]),

@@ -1,14 +1,7 @@
 """``SGD`` with momentum, dampening, Nesterov, weight decay and maximize."""
 
 import jitgrad
-from jitgrad.optim.optimizer import (
-    Optimizer,
-    _buffer,
-    _check_state,
-    _empty,
-    _grads_and_params,
-    update,
-)
+from jitgrad.optim.optimizer import Optimizer, _buffer, _check_state, _empty, _grads_and_params
 
 __all__ = ["SGD"]
 
@@ -68,8 +61,9 @@ class SGD(Optimizer):
                     buf_data = _buffer(buf)
                 else:
                     buf_data = _empty(data)
-                update("sgd_step", data, _buffer(grad), buf_data, t(group["lr"]), t(momentum),
-                       t(1 - group["dampening"]), t(group["weight_decay"]), group["nesterov"],
-                       group["maximize"], first)
+                self._update("sgd_step", data, _buffer(grad), buf_data, t(group["lr"]),
+                             t(momentum), t(1 - group["dampening"]),
+                             t(group["weight_decay"]), group["nesterov"], group["maximize"],
+                             first)
                 p._version[0] += 1
         return loss
