@@ -113,3 +113,31 @@ class TrainingStep:
 
     def peakmem_step(self, *_):
         self.time_step()
+
+
+class Threads:
+    """The 1M-element chain and the 512x512 matmul on one thread and on the default count:
+    what splitting big kernels over threads buys (``set_num_threads``, in both libraries)."""
+
+    params = (LIBRARIES, ["chain", "matmul"], ["1", "default"])
+    param_names = ["library", "workload", "threads"]
+
+    def setup(self, lib_name, workload, threads):
+        lib = self.lib = library(lib_name)
+        self.default = lib.get_num_threads()
+        lib.set_num_threads(1 if threads == "1" else self.default)
+        if workload == "chain":
+            x = tensor(lib, (1_000_000,), requires_grad=True)
+            w = tensor(lib, (1_000_000,), seed=1, requires_grad=True)
+            self.step = lambda: ((x * w + 0.5).tanh() * x).sigmoid().sum().backward()
+        else:
+            a = tensor(lib, (512, 512), requires_grad=True)
+            b = tensor(lib, (512, 512), seed=1, requires_grad=True)
+            self.step = lambda: (a @ b).sum().backward()
+        warm_up(self.step)
+
+    def teardown(self, *_):
+        self.lib.set_num_threads(self.default)
+
+    def time_step(self, *_):
+        self.step()
