@@ -1,6 +1,7 @@
 """Reductions: every input is viewed as (outer, reduced, inner) and runs one 3-D kernel."""
 
 import builtins
+import functools
 import math
 from collections import namedtuple
 
@@ -10,7 +11,7 @@ from jitgrad import dtypes
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import RESULT, node_class, record
 from jitgrad.backends import Family
-from jitgrad.backends.cpu import threads
+from jitgrad.backends.cpu import codegen, threads
 from jitgrad.ops import _storage
 from jitgrad.ops._checks import normalize_dim, normalize_dims
 from jitgrad.ops.elementwise import cast, contiguous, copy_into
@@ -92,6 +93,28 @@ def _with_dtype(input, dtype):
     return input if dtype is None else input.to(dtypes.to_dtype(dtype))
 
 
+# kernel -> the parameters holding (O, ...) arrays, split by rows over threads (_run_kernel)
+_ROW_SPLIT = {"sum_3d": ("x", "out"), "argextreme_3d": ("x", "values", "indices"),
+              "softmax_3d": ("x", "out"), "logsumexp_3d": ("x", "out"),
+              "softmax_backward_3d": ("y", "g", "out")}
+
+
+@functools.cache
+def _row_split_kernels():
+    return codegen.split_module(KERNELS.cpu, _ROW_SPLIT, rows=True)
+
+
+def _run_kernel(name, view, *args):
+    """``reduce_kernels.<name>(view, *args)`` for ``view``'s device; on the CPU a big (O, R, I)
+    view with several rows O splits them over threads (each row's result is the same)."""
+    if type(view) is not np.ndarray:
+        return getattr(KERNELS.cuda, name)(view, *args)
+    chunks = builtins.min(threads.chunks(view.size), view.shape[0])
+    if chunks <= 1:
+        return getattr(KERNELS.cpu, name)(view, *args)
+    return getattr(_row_split_kernels(), name + "_p")(chunks, view, *args)
+
+
 def _sum_like(input, dim, keepdim, is_prod, mean=False):
     """Sum/product (or mean) kernel launch; returns (result data, keep shape, dims, count)."""
     data = input._data
@@ -114,7 +137,7 @@ def _sum_like(input, dim, keepdim, is_prod, mean=False):
         scale = (1.0 / n if n else float("nan")) if mean else 1.0
         chunks = threads.chunks(n) if cpu and view.shape[0] == view.shape[2] == 1 else 1
         if chunks == 1:
-            K.sum_3d(view, is_prod, scale, out.reshape(-1, view.shape[2]))
+            _run_kernel("sum_3d", view, is_prod, scale, out.reshape(-1, view.shape[2]))
         else:
             K.sum_flat_p(chunks, view.reshape(-1), is_prod, scale, out.reshape(1, 1))
     else:
@@ -208,15 +231,11 @@ def _extreme(input, dims, largest, name, whole=False):
             raise IndexError(
                 f"{name}(): Expected reduction dim {d} to have non-zero size.")
     keep_shape, out_shape = _out_shapes(data.shape, dims)
-    if type(data) is np.ndarray:
-        values, indices, K = np.empty(out_shape, data.dtype), np.empty(out_shape, np.int64), \
-            KERNELS.cpu
-    else:
-        values, indices, K = (_storage.empty(out_shape, data.dtype, data),
-                              _storage.empty(out_shape, np.int64, data), KERNELS.cuda)
+    values = _storage.empty(out_shape, data.dtype, data)
+    indices = _storage.empty(out_shape, np.int64, data)
     view = _view_3d(data, dims)
-    K.argextreme_3d(view, largest, values.reshape(-1, view.shape[2]),
-                    indices.reshape(-1, view.shape[2]))
+    _run_kernel("argextreme_3d", view, largest, values.reshape(-1, view.shape[2]),
+                indices.reshape(-1, view.shape[2]))
     return values, indices, keep_shape
 
 
@@ -421,7 +440,7 @@ def logsumexp(input, dim, keepdim=False):
     keep_shape, out_shape = _out_shapes(data.shape, dims)
     out = _storage.empty(out_shape, data.dtype, data)
     view = _view_3d(data, dims)
-    KERNELS(data).logsumexp_3d(view, out.reshape(view.shape[0], view.shape[2]))
+    _run_kernel("logsumexp_3d", view, out.reshape(view.shape[0], view.shape[2]))
     out = Tensor._wrap(out.reshape(keep_shape) if keepdim else out)
     return record(out, LogsumexpBackward0, (x,), (x, keep_shape, out._data), check=(x,))
 
@@ -433,8 +452,8 @@ def _softmax_grad(result, g, dim, take_log):
     y = _view_3d(result, dims)
     out = _storage.empty(result.shape, result.dtype, result)
     if result.size:
-        KERNELS(result).softmax_backward_3d(y, _view_3d(grad, dims), take_log,
-                                            out.reshape(y.shape))
+        _run_kernel("softmax_backward_3d", y, _view_3d(grad, dims), take_log,
+                    out.reshape(y.shape))
     t = Tensor._wrap(out)
     t._fresh = True  # a new buffer only the engine holds
     return t
@@ -470,7 +489,7 @@ def _softmax_like(input, dim, dtype, take_log, node_cls):
     out = _storage.empty(data.shape, data.dtype, data)
     if data.size:
         view = _view_3d(data, (d,) if data.ndim else ())  # once: it copies a strided input
-        KERNELS(data).softmax_3d(view, take_log, out.reshape(view.shape))
+        _run_kernel("softmax_3d", view, take_log, out.reshape(view.shape))
     return record(Tensor._wrap(out), node_cls, (x,), (out, d), check=(RESULT,))
 
 

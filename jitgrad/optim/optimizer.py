@@ -1,7 +1,6 @@
 """``Optimizer``: parameter groups, per-parameter state, zero_grad and state dicts."""
 
 import functools
-import hashlib
 import inspect
 from collections import defaultdict
 
@@ -170,19 +169,13 @@ def _cast_state(key, value, param):
 
 @functools.cache
 def _split_kernels():
-    """The generated module of the optimizer kernels' 'p' twins (see ``codegen.split_source``)."""
-    path = inspect.getsourcefile(optim_kernels)
-    with open(path, "rb") as f:  # numba's cache does not see the callees change: name it
-        digest = hashlib.sha1(f.read()).hexdigest()[:12]
-    lines = [f"# optim_kernels {digest}", "from numba import njit, prange  # noqa: F401",
-             f"from jitgrad.backends.cpu.optim_kernels import {', '.join(optim_kernels.ARRAYS)}",
-             ""]
+    """The optimizer kernels' 'p' twins: every buffer cut into slices, the param itself last
+    (its length is the loop's; a state buffer may be empty)."""
+    kernels = {}
     for name, n_arrays in optim_kernels.ARRAYS.items():
         params = list(inspect.signature(getattr(optim_kernels, name).py_func).parameters)
-        # the param itself last: its length is the loop's (a state buffer may be empty)
-        lines += codegen.split_source(f"{name}_p", name, params,
-                                      params[1:n_arrays] + params[:1])
-    return codegen.load_module("optim_split", "\n".join(lines) + "\n")
+        kernels[name] = params[1:n_arrays] + params[:1]
+    return codegen.split_module(optim_kernels, kernels)
 
 
 def _buffer(t):

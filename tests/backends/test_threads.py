@@ -9,7 +9,7 @@ import pytest
 
 import jitgrad
 from jitgrad.backends.cpu import linalg_kernels, threads
-from jitgrad.ops import fused_backward
+from jitgrad.ops import fused_backward, reduce
 from jitgrad.ops.elementwise import SPECS
 from jitgrad.optim import optimizer
 
@@ -202,3 +202,30 @@ def test_split_optimizer_steps_equal_serial_steps(make, monkeypatch):
     assert optimizer._split_kernels.cache_info().currsize == 1  # the split kernels ran
     assert not np.array_equal(results[0], start)
     np.testing.assert_array_equal(results[1], results[0])
+
+
+@pytest.mark.parametrize("kernel, op", [
+    ("sum_3d", lambda x: x.sum(1)), ("sum_3d", lambda x: x.mean(-1)),
+    ("argextreme_3d", lambda x: x.amax(1)), ("argextreme_3d", lambda x: x.argmin(1)),
+    ("softmax_3d", lambda x: x.softmax(1)), ("softmax_3d", lambda x: x.log_softmax(-1)),
+    ("logsumexp_3d", lambda x: x.logsumexp(1)),
+], ids=["sum", "mean", "amax", "argmin", "softmax", "log_softmax", "logsumexp"])
+def test_row_split_reductions_equal_serial(kernel, op, monkeypatch):
+    """Rows of a dim reduction, softmax and their backward split over threads give the serial
+    results bit for bit (each row is computed the same way)."""
+    data = _uniform(3 * threads.MIN_SPLIT, np.float32).reshape(-1, 4096)  # 48 rows
+    weights = _uniform(data.shape[0], np.float32, 1)
+    results = []
+    for split in (False, True):
+        if split:
+            monkeypatch.setattr(threads, "chunks", lambda n: 1 if n < threads.MIN_SPLIT else 3)
+        x = jitgrad.tensor(data, requires_grad=True)
+        y = op(x)
+        if y.dtype == jitgrad.float32:
+            w = jitgrad.tensor(weights)
+            (y * (w if y.ndim == 1 else w[:, None])).sum().backward()
+        results.append((y.detach().numpy(), None if x.grad is None else x.grad.numpy()))
+    assert getattr(reduce._row_split_kernels(), kernel + "_p").signatures  # the split ran
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    if results[0][1] is not None:
+        np.testing.assert_array_equal(results[1][1], results[0][1])

@@ -9,6 +9,7 @@ import ast
 import functools
 import hashlib
 import importlib.util
+import inspect
 import os
 import sys
 import tempfile
@@ -260,22 +261,39 @@ CPU_TARGET = ([f"# scalar functions {_SCALAR_HASH}", "import numpy as np",
 _PARALLEL_JIT = '@njit(cache=True, nogil=True, parallel=True, error_model="numpy")'
 
 
-def split_source(name, kernel, params, sliced, count=None):
+def split_source(name, kernel, params, sliced, count=None, rows=False):
     """Lines of ``name(chunks, *params)``: ``kernel(*params)`` run on ``chunks`` slices in parallel.
 
     ``sliced``: the 1-D array parameters cut to the chunk (of the loop's length, or empty);
     ``count``: a parameter holding that length, which becomes the chunk's (default: the
     length of ``sliced[-1]``). Chunks start on multiples of 64 elements (whole cache lines).
+    ``rows``: the arrays are cut along their first dim instead (rows of (O, ...) arrays).
     """
     args = ", ".join(f"{p}[lo:hi]" if p in sliced else "hi - lo" if p == count else p
                      for p in params)
+    align = 1 if rows else 64
     return [_PARALLEL_JIT, f"def {name}(chunks, {', '.join(params)}):",
-            f"    n = {count or sliced[-1] + '.size'}",
-            "    step = (n + 64 * chunks - 1) // (64 * chunks) * 64",
+            f"    n = {count or sliced[-1] + ('.shape[0]' if rows else '.size')}",
+            f"    step = (n + {align} * chunks - 1) // ({align} * chunks) * {align}",
             "    for c in prange(chunks):",
             "        lo = min(c * step, n)",
             "        hi = min(lo + step, n)",
             f"        {kernel}({args})", ""]
+
+
+def split_module(module, kernels, rows=False):
+    """The generated module of the 'p' twins (``{kernel}_p``, see ``split_source``) of some
+    functions of the kernel module ``module``; ``kernels``: name -> its sliced parameters."""
+    digest = hashlib.sha1(_SCALAR_HASH.encode())
+    with open(inspect.getsourcefile(module), "rb") as f:  # numba's cache misses callee edits
+        digest.update(f.read())
+    lines = [f"# {module.__name__} {digest.hexdigest()[:12]}",
+             "from numba import njit, prange  # noqa: F401",
+             f"from {module.__name__} import {', '.join(kernels)}", ""]
+    for name, sliced in kernels.items():
+        params = list(inspect.signature(getattr(module, name).py_func).parameters)
+        lines += split_source(f"{name}_p", name, params, list(sliced), rows=rows)
+    return load_module(module.__name__.rsplit(".", 1)[-1] + "_split", "\n".join(lines) + "\n")
 
 
 def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
