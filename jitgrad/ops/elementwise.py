@@ -552,8 +552,13 @@ def _run_rows(spec, dtype_name, mask, values, rows):
         else:
             kernel_args.append(v)
             strides.append(0)
-    spec.kernel(dtype_name, mask, "r")(*kernel_args, views[-1], n_rows, n_cols, *strides,
-                                       row_strides[-1])
+    chunks = min(threads.chunks(n_rows * n_cols), n_rows)
+    if chunks > 1:  # blocks of rows on threads
+        spec.kernel(dtype_name, mask, "rp")(chunks, *kernel_args, views[-1], n_rows, n_cols,
+                                            *strides, row_strides[-1])
+    else:
+        spec.kernel(dtype_name, mask, "r")(*kernel_args, views[-1], n_rows, n_cols, *strides,
+                                           row_strides[-1])
 
 
 def _apply_general(spec, args):

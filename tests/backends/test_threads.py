@@ -229,3 +229,24 @@ def test_row_split_reductions_equal_serial(kernel, op, monkeypatch):
     np.testing.assert_array_equal(results[1][0], results[0][0])
     if results[0][1] is not None:
         np.testing.assert_array_equal(results[1][1], results[0][1])
+
+
+@pytest.mark.parametrize("spec, op, reference", [
+    ("add", lambda x, b: x + b, lambda x, b: x + b),
+    ("mul", lambda x, b: b * x, lambda x, b: b * x),
+    ("sub", lambda x, b: (x - b).tanh(), lambda x, b: np.tanh(x - b)),
+    ("mul", lambda x, b: x[:, :3000] * b[:3000], lambda x, b: x[:, :3000] * b[:3000]),
+], ids=["add-bias", "mul-bias", "tanh-sub", "strided-rows"])
+def test_broadcast_rows_split_equal_numpy(spec, op, reference, three_chunks):
+    """Broadcast ('r' kernel) ops on big tensors split their rows over threads ('rp')."""
+    x_np = _uniform(49 * 4096, np.float32).reshape(49, 4096)
+    b_np = _uniform(4096, np.float32, 1)
+    x = jitgrad.tensor(x_np, requires_grad=True)
+    b = jitgrad.tensor(b_np, requires_grad=True)
+    y = op(x, b)
+    assert SPECS[spec].kernel("float32", "aa", "rp").signatures  # the split ran
+    expected = reference(x_np.astype(np.float64), b_np.astype(np.float64))
+    np.testing.assert_allclose(y.detach().numpy(), expected, rtol=2e-6, atol=2e-7)
+    with jitgrad.no_grad():
+        x.add_(b)  # the in-place broadcast path
+    np.testing.assert_array_equal(x.detach().numpy(), x_np + b_np)

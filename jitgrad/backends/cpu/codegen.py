@@ -200,8 +200,8 @@ def _pow_exponent(formula, dtype_name, arrays):
 
 def kernel_name(dtype_name, mask, layout):
     """``mask`` has one letter per input: 'a' array, 's' scalar; layout 'c' flat, 'nd' strided,
-    'r' rows (CPU: flat arrays read from row starts, so broadcast rows still vectorize) or 'p'
-    (CPU: 'c' over chunks on threads, see ``split_source``)."""
+    'r' rows (CPU: flat arrays read from row starts, so broadcast rows still vectorize), 'p'
+    (CPU: 'c' over chunks on threads, see ``split_source``) or 'rp' ('r' over blocks of rows)."""
     return f"k_{dtype_name}_{mask}_{layout}"
 
 
@@ -281,6 +281,20 @@ def split_source(name, kernel, params, sliced, count=None, rows=False):
             f"        {kernel}({args})", ""]
 
 
+def _split_rows_source(name, kernel, params, arrays):
+    """Lines of ``name(chunks, *params)``: the 'r' kernel ``kernel`` on ``chunks`` blocks of
+    rows in parallel; each array (``x_``, ``out``) starts at its block's first row (``x_rs``,
+    ``out_rs``: its row stride, 0 for a broadcast row)."""
+    args = ", ".join(f"{p}[lo * {p.rstrip('_')}_rs:]" if p in arrays
+                     else "hi - lo" if p == "n_rows" else p for p in params)
+    return [_PARALLEL_JIT, f"def {name}(chunks, {', '.join(params)}):",
+            "    step = (n_rows + chunks - 1) // chunks",
+            "    for c in prange(chunks):",
+            "        lo = min(c * step, n_rows)",
+            "        hi = min(lo + step, n_rows)",
+            f"        {kernel}({args})", ""]
+
+
 def split_module(module, kernels, rows=False):
     """The generated module of the 'p' twins (``{kernel}_p``, see ``split_source``) of some
     functions of the kernel module ``module``; ``kernels``: name -> its sliced parameters."""
@@ -347,6 +361,10 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
                     lines += split_source(kernel_name(dtype_name, mask, "p"), name,
                                           params.split(", "),
                                           [f"{n}_" for n in arrays] + ["out"])
+                if cpu and layout == "r":  # 'rp': 'r' kernels on blocks of rows
+                    lines += _split_rows_source(kernel_name(dtype_name, mask, "rp"), name,
+                                                params.split(", "),
+                                                [f"{n}_" for n in inputs if n in arrays] + ["out"])
                 for kname, prologue, loops in kernels:
                     lines += [decorator, f"def {kname}({params}):", *prologue]
                     for condition, expr in loops:
