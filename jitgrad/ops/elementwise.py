@@ -347,6 +347,9 @@ def _launch(spec, dtype_name, values, mask, out):
             else:
                 flat = False
     if flat:
+        if out.size >= threads.MIN_SPLIT:
+            _run_flat(spec, dtype_name, kind, [*args, out.reshape(-1)])
+            return
         kernel = spec._kernels.get((dtype_name, kind, "c")) or spec.kernel(dtype_name, kind, "c")
         kernel(*args, out.reshape(-1))
         return
@@ -360,7 +363,19 @@ def _launch(spec, dtype_name, values, mask, out):
     kernel = spec.kernel(dtype_name, kind, "nd")
     for chunk in _strided([*arrays, out], shape):
         it = iter(chunk)
-        kernel(*[next(it) if type(v) is np.ndarray else v for v in args], chunk[-1])
+        nd_args = [next(it) if type(v) is np.ndarray else v for v in args]
+        view = chunk[-1]
+        axis = _split_axis(view.shape)  # the longest outer dim, split over threads
+        chunks = min(threads.chunks(view.size), view.shape[axis])
+        if chunks > 1:
+            spec.kernel(dtype_name, kind, "ndp")(chunks, axis, *nd_args, view)
+        else:
+            kernel(*nd_args, view)
+
+
+def _split_axis(shape4):
+    """Of a 4-D kernel view's outer dims (the innermost is the vectorized loop), the longest."""
+    return max(range(3), key=lambda d: shape4[d])
 
 
 def _launch_cuda(spec, dtype_name, values, mask, out):

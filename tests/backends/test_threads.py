@@ -250,3 +250,16 @@ def test_broadcast_rows_split_equal_numpy(spec, op, reference, three_chunks):
     with jitgrad.no_grad():
         x.add_(b)  # the in-place broadcast path
     np.testing.assert_array_equal(x.detach().numpy(), x_np + b_np)
+
+
+@pytest.mark.parametrize("shape, perm", [((512, 384), (1, 0)), ((6, 200, 160), (2, 0, 1)),
+                                         ((3, 4, 90, 100), (0, 3, 1, 2))])
+def test_strided_split_equals_numpy(shape, perm, three_chunks):
+    """Strided ('nd') ops and copies of big permuted tensors split an outer dim ('ndp')."""
+    x_np = _uniform(int(np.prod(shape)), np.float32).reshape(shape)
+    y_np = _uniform(int(np.prod(shape)), np.float32, 1).reshape(shape).transpose(perm)
+    x = jitgrad.tensor(x_np).permute(*perm)
+    y = jitgrad.tensor(np.ascontiguousarray(y_np))
+    np.testing.assert_array_equal((x * y).numpy(), x_np.transpose(perm) * y_np)
+    np.testing.assert_array_equal(x.contiguous().numpy(), x_np.transpose(perm))
+    assert SPECS["mul"].kernel("float32", "aa", "ndp").signatures  # the split ran

@@ -201,7 +201,8 @@ def _pow_exponent(formula, dtype_name, arrays):
 def kernel_name(dtype_name, mask, layout):
     """``mask`` has one letter per input: 'a' array, 's' scalar; layout 'c' flat, 'nd' strided,
     'r' rows (CPU: flat arrays read from row starts, so broadcast rows still vectorize), 'p'
-    (CPU: 'c' over chunks on threads, see ``split_source``) or 'rp' ('r' over blocks of rows)."""
+    (CPU: 'c' over chunks on threads, see ``split_source``), 'rp' ('r' over blocks of rows) or
+    'ndp' ('nd' over slices of an outer dim)."""
     return f"k_{dtype_name}_{mask}_{layout}"
 
 
@@ -295,6 +296,23 @@ def _split_rows_source(name, kernel, params, arrays):
             f"        {kernel}({args})", ""]
 
 
+def _split_dims_source(name, kernel, params, arrays):
+    """Lines of ``name(chunks, axis, *params)``: the 4-D strided kernel ``kernel`` on ``chunks``
+    slices of dim ``axis`` (0-2: the innermost dim stays whole, it is the vectorized loop)."""
+    lines = [_PARALLEL_JIT, f"def {name}(chunks, axis, {', '.join(params)}):",
+             "    n = out.shape[axis]",
+             "    step = (n + chunks - 1) // chunks",
+             "    for c in prange(chunks):",
+             "        lo = min(c * step, n)",
+             "        hi = min(lo + step, n)"]
+    for axis in range(MAX_DIMS - 1):
+        cut = ":, " * axis + "lo:hi"
+        args = ", ".join(f"{p}[{cut}]" if p in arrays else p for p in params)
+        lines += [f"        {'el' if axis else ''}if axis == {axis}:",
+                  f"            {kernel}({args})"]
+    return lines + [""]
+
+
 def split_module(module, kernels, rows=False):
     """The generated module of the 'p' twins (``{kernel}_p``, see ``split_source``) of some
     functions of the kernel module ``module``; ``kernels``: name -> its sliced parameters."""
@@ -361,6 +379,10 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
                     lines += split_source(kernel_name(dtype_name, mask, "p"), name,
                                           params.split(", "),
                                           [f"{n}_" for n in arrays] + ["out"])
+                if cpu and layout == "nd":  # 'ndp': 'nd' kernels on slices of one outer dim
+                    lines += _split_dims_source(kernel_name(dtype_name, mask, "ndp"), name,
+                                                params.split(", "),
+                                                [f"{n}_" for n in arrays] + ["out"])
                 if cpu and layout == "r":  # 'rp': 'r' kernels on blocks of rows
                     lines += _split_rows_source(kernel_name(dtype_name, mask, "rp"), name,
                                                 params.split(", "),
