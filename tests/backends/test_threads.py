@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -13,14 +14,21 @@ from jitgrad.ops import fused_backward, reduce
 from jitgrad.ops.elementwise import SPECS
 from jitgrad.optim import optimizer
 
+MIN_SPLIT = 1 << 16  # threads.MIN_SPLIT unless OMP_WAIT_POLICY=passive raised it
 # odd lengths: the last chunk is short and starts mid-vector
-SIZES = [threads.MIN_SPLIT, 3 * threads.MIN_SPLIT + 7]
+SIZES = [MIN_SPLIT, 3 * MIN_SPLIT + 7]
+
+
+def _split_in_three(monkeypatch):
+    monkeypatch.setattr(threads, "MIN_SPLIT", MIN_SPLIT)
+    monkeypatch.setattr(threads, "chunks", lambda n: 1 if n < MIN_SPLIT else 3)
 
 
 @pytest.fixture
 def three_chunks(monkeypatch):
-    """Split every long loop into three slices, whatever this machine's core count."""
-    monkeypatch.setattr(threads, "chunks", lambda n: 1 if n < threads.MIN_SPLIT else 3)
+    """Split every loop of 64K elements or more into three slices, whatever this machine's
+    core count and OpenMP settings."""
+    _split_in_three(monkeypatch)
 
 
 @contextlib.contextmanager
@@ -192,7 +200,7 @@ def test_split_optimizer_steps_equal_serial_steps(make, monkeypatch):
     results = []
     for split in (False, True):
         if split:
-            monkeypatch.setattr(threads, "chunks", lambda n: 1 if n < threads.MIN_SPLIT else 3)
+            _split_in_three(monkeypatch)
         p = jitgrad.nn.Parameter(jitgrad.tensor(start.copy()))
         opt = make([p])
         for g in grads:
@@ -213,12 +221,12 @@ def test_split_optimizer_steps_equal_serial_steps(make, monkeypatch):
 def test_row_split_reductions_equal_serial(kernel, op, monkeypatch):
     """Rows of a dim reduction, softmax and their backward split over threads give the serial
     results bit for bit (each row is computed the same way)."""
-    data = _uniform(3 * threads.MIN_SPLIT, np.float32).reshape(-1, 4096)  # 48 rows
+    data = _uniform(3 * MIN_SPLIT, np.float32).reshape(-1, 4096)  # 48 rows
     weights = _uniform(data.shape[0], np.float32, 1)
     results = []
     for split in (False, True):
         if split:
-            monkeypatch.setattr(threads, "chunks", lambda n: 1 if n < threads.MIN_SPLIT else 3)
+            _split_in_three(monkeypatch)
         x = jitgrad.tensor(data, requires_grad=True)
         y = op(x)
         if y.dtype == jitgrad.float32:
@@ -263,3 +271,12 @@ def test_strided_split_equals_numpy(shape, perm, three_chunks):
     np.testing.assert_array_equal((x * y).numpy(), x_np.transpose(perm) * y_np)
     np.testing.assert_array_equal(x.contiguous().numpy(), x_np.transpose(perm))
     assert SPECS["mul"].kernel("float32", "aa", "ndp").signatures  # the split ran
+
+
+@pytest.mark.parametrize("policy, expected", [("passive", 1 << 20), ("active", MIN_SPLIT)])
+def test_sleeping_openmp_threads_raise_the_split_threshold(policy, expected):
+    env = dict(os.environ, OMP_WAIT_POLICY=policy)
+    out = subprocess.run([sys.executable, "-c", "from jitgrad.backends.cpu import threads; "
+                          "print(threads.MIN_SPLIT)"], env=env, capture_output=True, text=True,
+                         check=True)
+    assert int(out.stdout) == expected

@@ -20,8 +20,9 @@ import numba
 __all__ = ["MIN_SPLIT", "chunks", "get_num_threads", "set_num_threads", "usable"]
 
 # NOTE: measured on 2 cores, float32 multiply (serial / split, us): 16K 2.2 / 2.9,
-# 64K 5.8 / 4.8, 256K 88 / 20, 1M 397 / 205.
-MIN_SPLIT = 1 << 16
+# 64K 5.8 / 4.8, 256K 88 / 20, 1M 397 / 205. With OMP_WAIT_POLICY=passive the threads sleep
+# between calls and waking one costs ~50 us: 64K 6.6 / 60, 256K 94 / 107, 1M 420 / 295.
+MIN_SPLIT = 1 << (20 if os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive" else 16)
 
 _state = {"threads": int(os.environ.get("JITGRAD_NUM_THREADS", 0))
           or numba.config.NUMBA_NUM_THREADS, "layer_ok": None}
