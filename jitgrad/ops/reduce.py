@@ -109,6 +109,8 @@ def _run_kernel(name, view, *args):
     view with several rows O splits them over threads (each row's result is the same)."""
     if type(view) is not np.ndarray:
         return getattr(KERNELS.cuda, name)(view, *args)
+    if view.size < threads.MIN_SPLIT:
+        return getattr(KERNELS.cpu, name)(view, *args)
     chunks = builtins.min(threads.chunks(view.size), view.shape[0])
     if chunks <= 1:
         return getattr(KERNELS.cpu, name)(view, *args)
@@ -135,7 +137,8 @@ def _sum_like(input, dim, keepdim, is_prod, mean=False):
         out = np.empty(shape, data.dtype) if cpu else _storage.empty(shape, data.dtype, data)
         # NOTE: mean of nothing is nan, as in PyTorch (0 * nan)
         scale = (1.0 / n if n else float("nan")) if mean else 1.0
-        chunks = threads.chunks(n) if cpu and view.shape[0] == view.shape[2] == 1 else 1
+        chunks = (threads.chunks(n) if cpu and n >= threads.MIN_SPLIT
+                  and view.shape[0] == view.shape[2] == 1 else 1)
         if chunks == 1:
             _run_kernel("sum_3d", view, is_prod, scale, out.reshape(-1, view.shape[2]))
         else:
