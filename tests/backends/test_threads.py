@@ -280,3 +280,24 @@ def test_sleeping_openmp_threads_raise_the_split_threshold(policy, expected):
                           "print(threads.MIN_SPLIT)"], env=env, capture_output=True, text=True,
                          check=True)
     assert int(out.stdout) == expected
+
+
+def test_concurrent_split_ops_from_python_threads(three_chunks):
+    """Split kernels release the GIL: ops on big tensors may run in several Python threads at
+    once (numba's OpenMP and TBB layers are thread-safe), each getting its own results."""
+    import concurrent.futures
+
+    arrays = [_uniform(SIZES[1], np.float32, seed) for seed in range(4)]
+
+    def work(a):
+        x = jitgrad.tensor(a, requires_grad=True)
+        y = (x * 2.0 + 1.0).tanh()
+        y.sum().backward()
+        return y.detach().numpy(), x.grad.numpy()
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, arrays * 3))
+    for a, (y, g) in zip(arrays * 3, results):
+        t = np.tanh(a.astype(np.float64) * 2 + 1)
+        np.testing.assert_allclose(y, t, rtol=2e-6, atol=2e-7)
+        np.testing.assert_allclose(g, 2 * (1 - t * t), rtol=2e-5, atol=2e-6)

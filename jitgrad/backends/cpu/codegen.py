@@ -13,6 +13,7 @@ import inspect
 import os
 import sys
 import tempfile
+import threading
 import warnings
 
 from numba.core.errors import NumbaIRAssumptionWarning
@@ -67,12 +68,24 @@ def cache_dir():
     return path
 
 
+_loaded = {}  # module name -> module, once fully executed
+_loading = threading.RLock()  # sys.modules holds a module before it finishes executing
+
+
 def load_module(stem, source):
     """Import ``source`` as a module named after ``stem`` and its content hash."""
     name = f"jitgrad_gen_{stem}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
-    module = sys.modules.get(name)
+    module = _loaded.get(name)
     if module is not None:
         return module
+    with _loading:  # another thread may be executing it: wait, then take it
+        module = _loaded.get(name)
+        if module is None:
+            module = _loaded[name] = _import(name, source)
+    return module
+
+
+def _import(name, source):
     path = os.path.join(cache_dir(), name + ".py")
     if not os.path.exists(path):
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
