@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class, record
 from jitgrad.backends import Family
@@ -65,17 +67,11 @@ def _matmul_nd(a, b):
             f"mat1 and mat2 shapes cannot be multiplied ({ad.shape[-2] if ad.ndim > 1 else 1}x{k} "
             f"and {k2}x{m})")
     K = _KERNELS(ad)
-    cpu = _storage.on_cpu(ad)
     if ad.ndim == 2 and bd.ndim == 2 and ad.dtype.kind == "f":
+        if _storage.on_cpu(ad):
+            return _mm_cpu(a, b, ad, bd)
         out = _storage.empty((n, m), ad.dtype, ad)
-        if cpu:
-            kernel, chunks = blas.split(n, k, m)
-            if chunks == 1:
-                K.mm(_blas_ready(ad), _blas_ready(bd), out)
-            else:
-                getattr(K, kernel)(chunks, _blas_ready(ad), _blas_ready(bd), out)
-        else:
-            K.mm(ad, bd, out)
+        K.mm(ad, bd, out)
         return record(Tensor._wrap(out), MmBackward0, (a, b), (a, b), check=(a, b))
     a3 = _batched(ad, batch)
     b3 = _batched(bd, batch)
@@ -83,6 +79,19 @@ def _matmul_nd(a, b):
     (K.bmm if ad.dtype.kind == "f" else K.bmm_int)(a3, b3, out)
     return record(Tensor._wrap(out.reshape(batch + (n, m))), BmmBackward0, (a, b), (a, b),
                   check=(a, b))
+
+
+def _mm_cpu(a, b, ad, bd):
+    """The product of float 2-D CPU matrices of matching inner dims (BLAS, split by blas.py)."""
+    n, k = ad.shape
+    m = bd.shape[1]
+    out = np.empty((n, m), ad.dtype)
+    kernel, chunks = blas.split(n, k, m)
+    if chunks == 1:
+        _KERNELS.cpu.mm(_blas_ready(ad), _blas_ready(bd), out)
+    else:
+        getattr(_KERNELS.cpu, kernel)(chunks, _blas_ready(ad), _blas_ready(bd), out)
+    return record(Tensor._wrap(out), MmBackward0, (a, b), (a, b), check=(a, b))
 
 
 def _batched(x, batch):
@@ -114,6 +123,12 @@ def _batched(x, batch):
 
 def matmul(input, other):
     """Matrix product with PyTorch's rules for 1-D (vector) and batched operands."""
+    if isinstance(input, Tensor) and isinstance(other, Tensor):  # float CPU matrices: inline
+        ad, bd = input._data, other._data
+        if (type(ad) is np.ndarray and type(bd) is np.ndarray and ad.ndim == 2 == bd.ndim
+                and ad.dtype == bd.dtype and ad.dtype.kind == "f"
+                and ad.shape[1] == bd.shape[0]):
+            return _mm_cpu(input, other, ad, bd)
     for t in (input, other):
         if not isinstance(t, Tensor):
             raise TypeError(f"unsupported operand type(s) for @: '{type(input).__name__}' and "
