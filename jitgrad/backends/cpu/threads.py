@@ -1,16 +1,18 @@
 """How many threads jitgrad's big CPU kernels use: its share of the cores, as torch's intra-op pool.
 
-A flat kernel (one loop over the elements of 1-D arrays) gives the same result on any split of
-its range, so generated modules pair each with a 'p' kernel (``codegen.split_source``) that runs
-it on one slice per thread through numba's parallel layer. numba's OpenMP layer keeps its threads
-spinning between calls, so a split costs ~1 us; a Python thread pool measured 40-70 us a call
-on a 2-vCPU VM (waking a sleeping thread). Without the OpenMP or TBB layer nothing is split.
+A kernel whose work falls into independent slices (a flat loop over 1-D arrays, blocks of rows,
+an outer dim) gives the same result on any split, so it gets a parallel twin
+(``codegen.split_source`` and relatives: 'p', 'rp', 'ndp' kernels, ``split_module``) that runs
+it on one slice per thread through numba's parallel layer. numba's OpenMP layer keeps its
+threads spinning between calls, so a split costs ~1 us; a Python thread pool measured 40-70 us
+a call on a 2-vCPU VM (waking a sleeping thread). Without the OpenMP or TBB layer nothing is
+split.
 
 ``chunks(n)`` says how many slices a loop of ``n`` elements gets: 1 below ``MIN_SPLIT`` or
 when splitting is off. ``JITGRAD_NUM_THREADS`` (default: numba's thread count, the CPUs this
-process may use) or ``set_num_threads`` set the count, 1 turns splitting off; the BLAS
-(``blas.py``) uses as many. A forked child runs single-threaded, as torch's DataLoader workers
-do: GNU OpenMP does not survive a fork.
+process may use) or ``set_num_threads`` set the count, 1 turns splitting off; big matrix
+products split over as many (``blas.py``). A forked child runs single-threaded, as torch's
+DataLoader workers do: GNU OpenMP does not survive a fork.
 """
 
 import os
