@@ -19,6 +19,7 @@ import numpy as np
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class, record
 from jitgrad.backends import Family
+from jitgrad.backends.cpu import codegen
 from jitgrad.ops import _storage
 from jitgrad.ops import elementwise as ew
 from jitgrad.ops import pointwise as pw
@@ -29,6 +30,9 @@ from jitgrad.ops.shape import embed
 from jitgrad.tensor import Tensor
 
 _NN = Family("nn_kernels")
+# CPU kernels whose batch (first) dim splits over threads when big: one sample per slice row
+_SAMPLES = codegen.RowSplit(_NN.cpu, {"im2col": ("x", "cols"),
+                                      "conv2d_forward": ("cols", "out")})
 _REDUCE = Family("reduce_kernels")
 _empty, _zeros, _on_cpu, _same_device = (_storage.empty, _storage.zeros, _storage.on_cpu,
                                          _storage.check_same_device)
@@ -245,7 +249,10 @@ def _conv_cols(xd, geom):
         (kw - 1) * dw + 1 < w or (oh - 1) * sh + (kh - 1) * dh + 1 > h or \
         (ow - 1) * sw + (kw - 1) * dw + 1 > w
     cols = (_zeros if padded else _empty)((n, c * kh * kw, oh * ow), xd.dtype, xd)
-    _NN(xd).im2col(xd, geom.p, oh, ow, cols)
+    if _on_cpu(xd):
+        _SAMPLES("im2col", xd, geom.p, oh, ow, cols)
+    else:
+        _NN.cuda.im2col(xd, geom.p, oh, ow, cols)
     return cols
 
 
@@ -264,8 +271,11 @@ def _conv(x, w, bias, geom, cols=None):
     out = _empty((n, o, oh, ow), xd.dtype, xd)
     has_bias = bias is not None
     bd = ew.contiguous(bias._data).reshape(g, o // g) if has_bias else _empty((g, 0), xd.dtype, xd)
-    _NN(xd).conv2d_forward(cols, wd.reshape(g, o // g, -1), bd, has_bias,
-                           out.reshape(n, g, o // g, -1))
+    args = (cols, wd.reshape(g, o // g, -1), bd, has_bias, out.reshape(n, g, o // g, -1))
+    if _on_cpu(xd):
+        _SAMPLES("conv2d_forward", *args)
+    else:
+        _NN.cuda.conv2d_forward(*args)
     inputs = (x, w, bias) if has_bias else (x, w)
     return record(Tensor._wrap(out), ConvolutionBackward0, inputs,
                   (x, w, cols, geom, has_bias), check=(x, w))

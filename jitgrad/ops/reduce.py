@@ -1,7 +1,6 @@
 """Reductions: every input is viewed as (outer, reduced, inner) and runs one 3-D kernel."""
 
 import builtins
-import functools
 import math
 from collections import namedtuple
 
@@ -93,28 +92,18 @@ def _with_dtype(input, dtype):
     return input if dtype is None else input.to(dtypes.to_dtype(dtype))
 
 
-# kernel -> the parameters holding (O, ...) arrays, split by rows over threads (_run_kernel)
-_ROW_SPLIT = {"sum_3d": ("x", "out"), "argextreme_3d": ("x", "values", "indices"),
-              "softmax_3d": ("x", "out"), "logsumexp_3d": ("x", "out"),
-              "softmax_backward_3d": ("y", "g", "out")}
-
-
-@functools.cache
-def _row_split_kernels():
-    return codegen.split_module(KERNELS.cpu, _ROW_SPLIT, rows=True)
+# kernels whose (O, R, I) views split their outer rows over threads when big
+_ROWS = codegen.RowSplit(KERNELS.cpu, {
+    "sum_3d": ("x", "out"), "argextreme_3d": ("x", "values", "indices"),
+    "softmax_3d": ("x", "out"), "logsumexp_3d": ("x", "out"),
+    "softmax_backward_3d": ("y", "g", "out")})
 
 
 def _run_kernel(name, view, *args):
-    """``reduce_kernels.<name>(view, *args)`` for ``view``'s device; on the CPU a big (O, R, I)
-    view with several rows O splits them over threads (each row's result is the same)."""
+    """``reduce_kernels.<name>(view, *args)`` for ``view``'s device (rows split on the CPU)."""
     if type(view) is not np.ndarray:
         return getattr(KERNELS.cuda, name)(view, *args)
-    if view.size < threads.MIN_SPLIT:
-        return getattr(KERNELS.cpu, name)(view, *args)
-    chunks = builtins.min(threads.chunks(view.size), view.shape[0])
-    if chunks <= 1:
-        return getattr(KERNELS.cpu, name)(view, *args)
-    return getattr(_row_split_kernels(), name + "_p")(chunks, view, *args)
+    return _ROWS(name, view, *args)
 
 
 def _sum_like(input, dim, keepdim, is_prod, mean=False):

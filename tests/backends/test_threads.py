@@ -10,6 +10,7 @@ import pytest
 
 import jitgrad
 from jitgrad.backends.cpu import linalg_kernels, threads
+from jitgrad.nn import functional as nn_functional
 from jitgrad.ops import fused_backward, reduce
 from jitgrad.ops.elementwise import SPECS
 from jitgrad.optim import optimizer
@@ -233,7 +234,7 @@ def test_row_split_reductions_equal_serial(kernel, op, monkeypatch):
             w = jitgrad.tensor(weights)
             (y * (w if y.ndim == 1 else w[:, None])).sum().backward()
         results.append((y.detach().numpy(), None if x.grad is None else x.grad.numpy()))
-    assert getattr(reduce._row_split_kernels(), kernel + "_p").signatures  # the split ran
+    assert getattr(reduce._ROWS.split, kernel + "_p").signatures  # the split ran
     np.testing.assert_array_equal(results[1][0], results[0][0])
     if results[0][1] is not None:
         np.testing.assert_array_equal(results[1][1], results[0][1])
@@ -301,3 +302,23 @@ def test_concurrent_split_ops_from_python_threads(three_chunks):
         t = np.tanh(a.astype(np.float64) * 2 + 1)
         np.testing.assert_allclose(y, t, rtol=2e-6, atol=2e-7)
         np.testing.assert_allclose(g, 2 * (1 - t * t), rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("padding, groups", [(0, 1), (1, 2)])
+def test_conv2d_samples_split_equal_serial(padding, groups, monkeypatch):
+    """im2col and the convolution's products split the batch over threads."""
+    x_np = _uniform(9 * 4 * 48 * 48, np.float32).reshape(9, 4, 48, 48)
+    w_np = _uniform(6 * (4 // groups) * 9, np.float32, 1).reshape(6, 4 // groups, 3, 3)
+    results = []
+    for split in (False, True):
+        if split:
+            _split_in_three(monkeypatch)
+        x = jitgrad.tensor(x_np, requires_grad=True)
+        w = jitgrad.tensor(w_np, requires_grad=True)
+        b = jitgrad.tensor(_uniform(6, np.float32, 2), requires_grad=True)
+        y = jitgrad.nn.functional.conv2d(x, w, b, padding=padding, groups=groups)
+        y.sum().backward()
+        results.append([t.numpy() for t in (y.detach(), x.grad, w.grad, b.grad)])
+    assert nn_functional._SAMPLES.split.conv2d_forward_p.signatures  # the split ran
+    for got, expected in zip(results[1], results[0]):
+        np.testing.assert_array_equal(got, expected)

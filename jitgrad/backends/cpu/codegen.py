@@ -18,9 +18,10 @@ import warnings
 
 from numba.core.errors import NumbaIRAssumptionWarning
 
+from jitgrad.backends.cpu import threads
 from jitgrad.backends.cpu.vmath import POW_BY_SCALAR
 
-__all__ = ["CPU_TARGET", "QuietFirstCall", "VMATH_IMPORT", "WIDE_VECTORS", "cache_dir",
+__all__ = ["CPU_TARGET", "QuietFirstCall", "RowSplit", "VMATH_IMPORT", "WIDE_VECTORS", "cache_dir",
            "elementwise_source", "kernel_name", "load_module", "masks", "scalar_expr",
            "substitute"]
 
@@ -339,6 +340,25 @@ def split_module(module, kernels, rows=False):
         params = list(inspect.signature(getattr(module, name).py_func).parameters)
         lines += split_source(f"{name}_p", name, params, list(sliced), rows=rows)
     return load_module(module.__name__.rsplit(".", 1)[-1] + "_split", "\n".join(lines) + "\n")
+
+
+class RowSplit:
+    """Calls of a kernel module's functions whose (O, ...) array arguments (``kernels``: name ->
+    their parameter names) split their rows over threads when big; the twins
+    (``split_module``) are generated on first need. CPU arrays only."""
+
+    def __init__(self, module, kernels):
+        self.module, self.kernels, self.split = module, kernels, None
+
+    def __call__(self, name, *args):
+        first = args[0]
+        chunks = 1 if first.size < threads.MIN_SPLIT else min(threads.chunks(first.size),
+                                                               first.shape[0])
+        if chunks <= 1:
+            return getattr(self.module, name)(*args)
+        if self.split is None:
+            self.split = split_module(self.module, self.kernels, rows=True)
+        return getattr(self.split, name + "_p")(chunks, *args)
 
 
 def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
