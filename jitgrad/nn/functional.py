@@ -19,7 +19,7 @@ import numpy as np
 from jitgrad.autograd import grad_mode
 from jitgrad.autograd.node import node_class, record
 from jitgrad.backends import Family
-from jitgrad.backends.cpu import codegen
+from jitgrad.backends.cpu import codegen, threads
 from jitgrad.ops import _storage
 from jitgrad.ops import elementwise as ew
 from jitgrad.ops import pointwise as pw
@@ -240,6 +240,13 @@ class _ConvGeometry:
         self.p, self.out_hw, self.groups = p, out_hw, groups
 
 
+def _batch_chunks(data):
+    """How many slices of its batch (first) dim a big CPU array's convolution kernel runs as."""
+    if not _on_cpu(data) or data.size < threads.MIN_SPLIT:
+        return 1
+    return min(threads.chunks(data.size), data.shape[0])
+
+
 def _conv_cols(xd, geom):
     """im2col of xd (N, C, H, W): (N, C*kh*kw, OH*OW)."""
     kh, kw, sh, sw, ph, pw_, dh, dw = geom.p
@@ -293,8 +300,13 @@ def _conv_input_grad(grad, w, in_shape, geom):
     else:  # the CUDA kernel makes its own batch-sized scratch for N > 1 and reads buf's shape only
         buf = _empty((1,), gd.dtype, gd).broadcast_to(buf_shape)
     dx = _zeros(in_shape, gd.dtype, gd)
-    _NN(gd).conv2d_backward_input(gd.reshape(n, g, o // g, -1), wd.reshape(g, o // g, -1),
-                                  geom.p, geom.out_hw[0], geom.out_hw[1], buf, dx)
+    args = (gd.reshape(n, g, o // g, -1), wd.reshape(g, o // g, -1), geom.p, geom.out_hw[0],
+            geom.out_hw[1], buf, dx)
+    chunks = _batch_chunks(gd)
+    if chunks > 1:
+        _NN.cpu.conv2d_backward_input_p(chunks, *args)
+    else:
+        _NN(gd).conv2d_backward_input(*args)
     return record(Tensor._wrap(dx), ConvolutionBackwardInput, (grad, w), (grad, w, geom),
                   check=(grad, w))
 
@@ -310,7 +322,11 @@ def _conv_weight_grad(x, grad, w_shape, geom, cols=None):
     dw3 = dw.reshape(g, o // g, -1)
     # the CUDA kernel sums the batch in its product and ignores the per-sample scratch
     tmp = np.empty(dw3.shape[1:], gd.dtype) if _on_cpu(gd) else dw3[0]
-    _NN(gd).conv2d_backward_weight(gd.reshape(n, g, o // g, -1), cols, tmp, dw3)
+    chunks = _batch_chunks(cols)
+    if chunks > 1:
+        _NN.cpu.conv2d_backward_weight_p(chunks, gd.reshape(n, g, o // g, -1), cols, tmp, dw3)
+    else:
+        _NN(gd).conv2d_backward_weight(gd.reshape(n, g, o // g, -1), cols, tmp, dw3)
     return record(Tensor._wrap(dw), ConvolutionBackwardWeight, (x, grad), (x, grad, w_shape, geom),
                   check=(x, grad))
 

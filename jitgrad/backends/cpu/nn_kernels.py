@@ -7,7 +7,7 @@ kernel only partly writes are zero-filled by the caller.
 
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from jitgrad.backends.cpu.reduce_kernels import softmax_3d
 from jitgrad.backends.cpu.scalar import erf as erf_
@@ -168,6 +168,35 @@ def conv2d_backward_weight(grad, cols, tmp, dw):
             else:
                 np.dot(grad[n, g], rows.T, tmp)
                 dw[g] += tmp  # NOTE: a (Og, Kg) add per sample; small next to the matmul
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def conv2d_backward_input_p(chunks, grad, w, p, oh, ow, buf, dx):
+    """``conv2d_backward_input`` with the batch in ``chunks`` slices on threads, a scratch
+    like ``buf`` each."""
+    n = grad.shape[0]
+    step = (n + chunks - 1) // chunks
+    for c in prange(chunks):
+        lo = min(c * step, n)
+        hi = min(lo + step, n)
+        conv2d_backward_input(grad[lo:hi], w, p, oh, ow, np.empty_like(buf), dx[lo:hi])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def conv2d_backward_weight_p(chunks, grad, cols, tmp, dw):
+    """``conv2d_backward_weight`` with the batch in ``chunks`` slices on threads: a partial dw
+    per slice (zero for an empty one), then their sum."""
+    n = grad.shape[0]
+    step = (n + chunks - 1) // chunks
+    parts = np.zeros((chunks,) + dw.shape, dw.dtype)
+    for c in prange(chunks):
+        lo = min(c * step, n)
+        hi = min(lo + step, n)
+        if hi > lo:
+            conv2d_backward_weight(grad[lo:hi], cols[lo:hi], np.empty_like(tmp), parts[c])
+    dw[:] = parts[0]
+    for c in range(1, chunks):
+        dw += parts[c]
 
 
 @njit(cache=True)
