@@ -30,9 +30,10 @@ from jitgrad.ops.shape import embed
 from jitgrad.tensor import Tensor
 
 _NN = Family("nn_kernels")
-# CPU kernels whose batch (first) dim splits over threads when big: one sample per slice row
+# CPU kernels whose first dim (samples, or maps for pooling) splits over threads when big
 _SAMPLES = codegen.RowSplit(_NN.cpu, {"im2col": ("x", "cols"),
-                                      "conv2d_forward": ("cols", "out")})
+                                      "conv2d_forward": ("cols", "out"),
+                                      "max_pool2d_forward": ("x", "out", "idx")})
 _REDUCE = Family("reduce_kernels")
 _empty, _zeros, _on_cpu, _same_device = (_storage.empty, _storage.zeros, _storage.on_cpu,
                                          _storage.check_same_device)
@@ -520,7 +521,10 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     x = _maps(input._data)
     out = _empty((x.shape[0], oh, ow), x.dtype, x)
     idx = _empty((x.shape[0], oh, ow), np.int64, x)
-    _NN(x).max_pool2d_forward(x, (*k, *s, *p, *d), out, idx)
+    if _on_cpu(x):
+        _SAMPLES("max_pool2d_forward", x, (*k, *s, *p, *d), out, idx)
+    else:
+        _NN.cuda.max_pool2d_forward(x, (*k, *s, *p, *d), out, idx)
     shape = input._data.shape[:-2] + (oh, ow)
     flat_idx = Tensor._wrap(idx.reshape(x.shape[0], -1))
     result = record(Tensor._wrap(out.reshape(shape)), MaxPool2DWithIndicesBackward0, (input,),

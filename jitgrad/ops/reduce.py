@@ -96,10 +96,11 @@ def _with_dtype(input, dtype):
 _ROWS = codegen.RowSplit(KERNELS.cpu, {
     "sum_3d": ("x", "out"), "argextreme_3d": ("x", "values", "indices"),
     "softmax_3d": ("x", "out"), "logsumexp_3d": ("x", "out"),
-    "softmax_backward_3d": ("y", "g", "out")})
+    "softmax_backward_3d": ("y", "g", "out"), "cumsum_3d": ("x", "out"),
+    "sort_3d": ("x", "values", "indices")})
 
 
-def _run_kernel(name, view, *args):
+def run_kernel(name, view, *args):
     """``reduce_kernels.<name>(view, *args)`` for ``view``'s device (rows split on the CPU)."""
     if type(view) is not np.ndarray:
         return getattr(KERNELS.cuda, name)(view, *args)
@@ -129,7 +130,7 @@ def _sum_like(input, dim, keepdim, is_prod, mean=False):
         chunks = (threads.chunks(n) if cpu and n >= threads.MIN_SPLIT
                   and view.shape[0] == view.shape[2] == 1 else 1)
         if chunks == 1:
-            _run_kernel("sum_3d", view, is_prod, scale, out.reshape(-1, view.shape[2]))
+            run_kernel("sum_3d", view, is_prod, scale, out.reshape(-1, view.shape[2]))
         else:
             K.sum_flat_p(chunks, view.reshape(-1), is_prod, scale, out.reshape(1, 1))
     else:
@@ -226,7 +227,7 @@ def _extreme(input, dims, largest, name, whole=False):
     values = _storage.empty(out_shape, data.dtype, data)
     indices = _storage.empty(out_shape, np.int64, data)
     view = _view_3d(data, dims)
-    _run_kernel("argextreme_3d", view, largest, values.reshape(-1, view.shape[2]),
+    run_kernel("argextreme_3d", view, largest, values.reshape(-1, view.shape[2]),
                 indices.reshape(-1, view.shape[2]))
     return values, indices, keep_shape
 
@@ -432,7 +433,7 @@ def logsumexp(input, dim, keepdim=False):
     keep_shape, out_shape = _out_shapes(data.shape, dims)
     out = _storage.empty(out_shape, data.dtype, data)
     view = _view_3d(data, dims)
-    _run_kernel("logsumexp_3d", view, out.reshape(view.shape[0], view.shape[2]))
+    run_kernel("logsumexp_3d", view, out.reshape(view.shape[0], view.shape[2]))
     out = Tensor._wrap(out.reshape(keep_shape) if keepdim else out)
     return record(out, LogsumexpBackward0, (x,), (x, keep_shape, out._data), check=(x,))
 
@@ -444,7 +445,7 @@ def _softmax_grad(result, g, dim, take_log):
     y = _view_3d(result, dims)
     out = _storage.empty(result.shape, result.dtype, result)
     if result.size:
-        _run_kernel("softmax_backward_3d", y, _view_3d(grad, dims), take_log,
+        run_kernel("softmax_backward_3d", y, _view_3d(grad, dims), take_log,
                     out.reshape(y.shape))
     t = Tensor._wrap(out)
     t._fresh = True  # a new buffer only the engine holds
@@ -481,7 +482,7 @@ def _softmax_like(input, dim, dtype, take_log, node_cls):
     out = _storage.empty(data.shape, data.dtype, data)
     if data.size:
         view = _view_3d(data, (d,) if data.ndim else ())  # once: it copies a strided input
-        _run_kernel("softmax_3d", view, take_log, out.reshape(view.shape))
+        run_kernel("softmax_3d", view, take_log, out.reshape(view.shape))
     return record(Tensor._wrap(out), node_cls, (x,), (out, d), check=(RESULT,))
 
 

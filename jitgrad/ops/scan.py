@@ -6,7 +6,7 @@ from jitgrad import dtypes
 from jitgrad.autograd.node import node_class, record
 from jitgrad.ops import _storage
 from jitgrad.ops._checks import normalize_dim
-from jitgrad.ops.reduce import KERNELS, _view_3d
+from jitgrad.ops.reduce import _view_3d, run_kernel
 from jitgrad.tensor import Tensor
 
 __all__ = ["cumsum", "cumsum_"]
@@ -26,7 +26,7 @@ def _scan(input, dim, reverse):
     view = _view_3d(data, (dim,) if data.ndim else ())
     out = _storage.empty(data.shape, data.dtype, data)
     zero = np.float64(0) if data.dtype.kind == "f" else np.int64(0)
-    KERNELS(data).cumsum_3d(view, reverse, zero, out.reshape(view.shape))
+    run_kernel("cumsum_3d", view, reverse, zero, out.reshape(view.shape))
     return record(Tensor._wrap(out), CumsumBackward0, (input,), (dim, reverse))
 
 

@@ -7,7 +7,7 @@ from jitgrad.autograd.node import node_class, record
 from jitgrad.ops import _storage
 from jitgrad.ops._checks import normalize_dim
 from jitgrad.ops.elementwise import contiguous
-from jitgrad.ops.reduce import KERNELS, _gather_backward, _return_type, _view_3d
+from jitgrad.ops.reduce import _gather_backward, _return_type, _view_3d, run_kernel
 from jitgrad.tensor import Tensor
 
 __all__ = ["argsort", "sort", "topk"]
@@ -23,8 +23,8 @@ def _sorted(input, dim, descending):
     view = _view_3d(data, (dim,) if data.ndim else ())
     values = _storage.empty(data.shape, data.dtype, data)
     indices = _storage.empty(data.shape, np.int64, data)
-    KERNELS(data).sort_3d(view, descending, values.reshape(view.shape),
-                          indices.reshape(view.shape))
+    run_kernel("sort_3d", view, descending, values.reshape(view.shape),
+               indices.reshape(view.shape))
     return values, indices
 
 

@@ -217,8 +217,11 @@ def test_split_optimizer_steps_equal_serial_steps(make, monkeypatch):
     ("sum_3d", lambda x: x.sum(1)), ("sum_3d", lambda x: x.mean(-1)),
     ("argextreme_3d", lambda x: x.amax(1)), ("argextreme_3d", lambda x: x.argmin(1)),
     ("softmax_3d", lambda x: x.softmax(1)), ("softmax_3d", lambda x: x.log_softmax(-1)),
-    ("logsumexp_3d", lambda x: x.logsumexp(1)),
-], ids=["sum", "mean", "amax", "argmin", "softmax", "log_softmax", "logsumexp"])
+    ("logsumexp_3d", lambda x: x.logsumexp(1)), ("cumsum_3d", lambda x: x.cumsum(1)),
+    ("sort_3d", lambda x: x.sort(1, descending=True)[0]),
+    ("sort_3d", lambda x: x.argsort(1).float()),
+], ids=["sum", "mean", "amax", "argmin", "softmax", "log_softmax", "logsumexp", "cumsum",
+        "sort", "argsort"])
 def test_row_split_reductions_equal_serial(kernel, op, monkeypatch):
     """Rows of a dim reduction, softmax and their backward split over threads give the serial
     results bit for bit (each row is computed the same way)."""
@@ -230,7 +233,7 @@ def test_row_split_reductions_equal_serial(kernel, op, monkeypatch):
             _split_in_three(monkeypatch)
         x = jitgrad.tensor(data, requires_grad=True)
         y = op(x)
-        if y.dtype == jitgrad.float32:
+        if y.requires_grad:
             w = jitgrad.tensor(weights)
             (y * (w if y.ndim == 1 else w[:, None])).sum().backward()
         results.append((y.detach().numpy(), None if x.grad is None else x.grad.numpy()))
@@ -317,10 +320,12 @@ def test_conv2d_samples_split_equal_serial(padding, groups, monkeypatch):
         x = jitgrad.tensor(x_np, requires_grad=True)
         w = jitgrad.tensor(w_np, requires_grad=True)
         b = jitgrad.tensor(_uniform(6, np.float32, 2), requires_grad=True)
-        y = jitgrad.nn.functional.conv2d(x, w, b, padding=padding, groups=groups)
-        y.sum().backward()
+        y = jitgrad.nn.functional.max_pool2d(
+            jitgrad.nn.functional.conv2d(x, w, b, padding=padding, groups=groups), 2)
+        (y * y).sum().backward()
         results.append([t.numpy() for t in (y.detach(), x.grad, w.grad, b.grad)])
     assert nn_functional._SAMPLES.split.conv2d_forward_p.signatures  # the splits ran
+    assert nn_functional._SAMPLES.split.max_pool2d_forward_p.signatures
     assert nn_kernels.conv2d_backward_input_p.signatures
     assert nn_kernels.conv2d_backward_weight_p.signatures
     (y1, gx1, gw1, gb1), (y0, gx0, gw0, gb0) = results[1], results[0]
