@@ -243,9 +243,7 @@ class _ConvGeometry:
 
 def _batch_chunks(data):
     """How many slices of its batch (first) dim a big CPU array's convolution kernel runs as."""
-    if not _on_cpu(data) or data.size < threads.MIN_SPLIT:
-        return 1
-    return min(threads.chunks(data.size), data.shape[0])
+    return threads.chunks(data.size, data.shape[0]) if _on_cpu(data) else 1
 
 
 def _conv_cols(xd, geom):

@@ -347,11 +347,8 @@ def _launch(spec, dtype_name, values, mask, out):
             else:
                 flat = False
     if flat:
-        if out.size >= threads.MIN_SPLIT:
-            _run_flat(spec, dtype_name, kind, [*args, out.reshape(-1)])
-            return
         kernel = spec._kernels.get((dtype_name, kind, "c")) or spec.kernel(dtype_name, kind, "c")
-        kernel(*args, out.reshape(-1))
+        _run_flat(kernel, spec, dtype_name, kind, [*args, out.reshape(-1)])
         return
     args = [v if type(v) is not np.ndarray or v.ndim == len(shape) else
             values[i] for i, v in enumerate(args)]  # undo flattening for the strided kernel
@@ -366,7 +363,7 @@ def _launch(spec, dtype_name, values, mask, out):
         nd_args = [next(it) if type(v) is np.ndarray else v for v in args]
         view = chunk[-1]
         axis = _split_axis(view.shape)  # the longest outer dim, split over threads
-        chunks = min(threads.chunks(view.size), view.shape[axis])
+        chunks = threads.chunks(view.size, view.shape[axis])
         if chunks > 1:
             spec.kernel(dtype_name, kind, "ndp")(chunks, axis, *nd_args, view)
         else:
@@ -517,7 +514,8 @@ def apply(spec, args):
             if out.size < threads.MIN_SPLIT:
                 plan.flat_kernel(*flat_values, out_flat)
             else:
-                _run_flat(spec, plan.compute.name, plan.mask, [*flat_values, out_flat])
+                _run_flat(plan.flat_kernel, spec, plan.compute.name, plan.mask,
+                          [*flat_values, out_flat])
             if spec.node_cls is not None and _GRAD.enabled:
                 for i in plan.tensors:
                     if args[i]._requires_grad:
@@ -527,12 +525,14 @@ def apply(spec, args):
     return _apply_general(spec, args)
 
 
-def _run_flat(spec, dtype_name, mask, args):
-    """``spec``'s flat kernel on ``args`` (the inputs, then the output), split over threads when
-    the output is long (``threads.chunks``)."""
+def _run_flat(kernel, spec, dtype_name, mask, args):
+    """The flat ``kernel`` (``spec``'s 'c' kernel for ``dtype_name`` and ``mask``) on ``args``
+    (the inputs, then the output), its 'p' twin on threads when the output is long. The
+    hottest callers (``apply``'s inline path, the flat backward) test ``threads.MIN_SPLIT``
+    first, saving this call on tiny tensors."""
     n_chunks = threads.chunks(args[-1].size)
     if n_chunks == 1:
-        spec.kernel(dtype_name, mask, "c")(*args)
+        kernel(*args)
     else:
         spec.kernel(dtype_name, mask, "p")(n_chunks, *args)
 
@@ -567,7 +567,7 @@ def _run_rows(spec, dtype_name, mask, values, rows):
         else:
             kernel_args.append(v)
             strides.append(0)
-    chunks = min(threads.chunks(n_rows * n_cols), n_rows)
+    chunks = threads.chunks(n_rows * n_cols, n_rows)
     if chunks > 1:  # blocks of rows on threads
         spec.kernel(dtype_name, mask, "rp")(chunks, *kernel_args, views[-1], n_rows, n_cols,
                                             *strides, row_strides[-1])
@@ -595,10 +595,7 @@ def _apply_general(spec, args):
         for i in plan.tensors:
             flat_values[i] = flat_values[i].ravel()
         out_flat = out.ravel()
-        if out.size < threads.MIN_SPLIT:
-            plan.flat_kernel(*flat_values, out_flat)
-        else:
-            _run_flat(spec, plan.compute.name, plan.mask, [*flat_values, out_flat])
+        _run_flat(plan.flat_kernel, spec, plan.compute.name, plan.mask, [*flat_values, out_flat])
         flat_values.append(out_flat if spec.saves_result else None)
     else:
         out = np.empty(shape, plan.out_dtype)
@@ -717,8 +714,8 @@ def _backward(node, grad_output):
             if out.size < threads.MIN_SPLIT:
                 fast.derivative_kernel(derivative, i)(*kernel_args)
             else:
-                _run_flat(derivative.spec, fast.compute.name, fast.derivative_mask(derivative),
-                          kernel_args)
+                _run_flat(fast.derivative_kernel(derivative, i), derivative.spec,
+                          fast.compute.name, fast.derivative_mask(derivative), kernel_args)
             gi = Tensor._wrap(out)
             gi._fresh = True  # a new buffer only the engine holds
         else:
@@ -796,7 +793,8 @@ def _inplace_fast(spec, target, args):
     if plan is None or plan.casts is not None or plan.out_dtype != out.dtype or not out.size:
         return False
     if all(d.shape == out.shape for d in arrays):
-        _run_flat(spec, plan.compute.name, plan.mask, [*flat_values, out.ravel()])
+        _run_flat(plan.flat_kernel, spec, plan.compute.name, plan.mask,
+                  [*flat_values, out.ravel()])
     else:
         rows = _trailing_rows([*arrays, out], out.shape)
         if rows is None:

@@ -249,7 +249,7 @@ def _source(key):
     """The fused kernel's module source for a graph key (see ``_walk``)."""
     dtype_name = next(_entries[c][0] for c in key if c > _MEAN).compute.name
     np_type = f"np.{dtype_name}"
-    # n: this call's elements (a chunk of the tensor's, see threads.run_split); size: them all
+    # n: this call's elements (a slice of the tensor's, see codegen.split_source); size: all
     params, outs, prologue, loads, body = ["n", "size", "g_root"], [], [], [], []
     scalars = set()
     if key[0] in (_SUM, _MEAN):  # a full sum or mean at the root: one gradient for all

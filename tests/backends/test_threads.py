@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 
@@ -22,7 +23,8 @@ SIZES = [MIN_SPLIT, 3 * MIN_SPLIT + 7]
 
 def _split_in_three(monkeypatch):
     monkeypatch.setattr(threads, "MIN_SPLIT", MIN_SPLIT)
-    monkeypatch.setattr(threads, "chunks", lambda n: 1 if n < MIN_SPLIT else 3)
+    monkeypatch.setattr(threads, "chunks",
+                        lambda n, most=None: 1 if n < MIN_SPLIT else min(3, most or 3))
 
 
 @pytest.fixture
@@ -333,3 +335,17 @@ def test_conv2d_samples_split_equal_serial(padding, groups, monkeypatch):
         np.testing.assert_array_equal(got, expected)
     np.testing.assert_allclose(gw1, gw0, rtol=1e-5, atol=1e-4)
     assert not np.array_equal(gw1, np.zeros_like(gw1))
+
+
+def test_chunks_bounds(monkeypatch):
+    """Slices: none below the threshold, one per half-threshold of work, at most one per thread
+    and at most ``most`` (the rows there are)."""
+    monkeypatch.setitem(threads._state, "layer_ok", True)
+    monkeypatch.setitem(threads._state, "threads", 4)
+    monkeypatch.setattr(threads, "MIN_SPLIT", MIN_SPLIT)
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 4)
+    assert threads.chunks(MIN_SPLIT - 1) == 1
+    assert threads.chunks(MIN_SPLIT) == 2
+    assert threads.chunks(10 * MIN_SPLIT) == 4
+    assert threads.chunks(10 * MIN_SPLIT, 3) == 3
+    assert threads.chunks(MIN_SPLIT - 1, 3) == 1

@@ -16,9 +16,9 @@ from jitgrad.backends.cpu import threads
 
 __all__ = ["set_num_threads", "split"]
 
-# NOTE: measured on 2 cores (float32, one thread / two): 1M multiply-adds 25 / 34 us (threads
-# lose), 2.1M 49 / 49, 3.2M 76 / 49, 6.4M 150 / 88, 12.8M (an MLP's 64x784x256) 296 / 159.
-# Below 2M one thread is as fast and never fights other pools.
+# NOTE: measured on 2 cores with OpenBLAS's own threads (float32, one thread / two): 1M
+# multiply-adds 25 / 34 us (threads lose), 2.1M 49 / 49, 3.2M 76 / 49, 6.4M 150 / 88, 12.8M
+# (an MLP's 64x784x256) 296 / 159. Row slices on jitgrad's threads: 64x256x128 (2.1M) 33 / 25.
 _THREADED_WORK = 1 << 21
 # A row split packs all of b on every thread. For an MLP's 64x784 @ 784x256 a column split
 # took 97 us, a row split 127 (one thread 175, torch 86); for 64x256 @ 256x128 rows won.

@@ -351,9 +351,7 @@ class RowSplit:
         self.module, self.kernels, self.split = module, kernels, None
 
     def __call__(self, name, *args):
-        first = args[0]
-        chunks = 1 if first.size < threads.MIN_SPLIT else min(threads.chunks(first.size),
-                                                               first.shape[0])
+        chunks = threads.chunks(args[0].size, args[0].shape[0])
         if chunks <= 1:
             return getattr(self.module, name)(*args)
         if self.split is None:

@@ -53,11 +53,13 @@ def usable():
     return min(_state["threads"], numba.config.NUMBA_NUM_THREADS)  # numba's pool is fixed
 
 
-def chunks(n):
-    """The number of slices a flat loop over ``n`` elements runs as (1: call it serially)."""
+def chunks(n, most=None):
+    """The number of slices a loop over ``n`` elements runs as (1: call it serially), at most
+    ``most`` (the rows or samples there are to split)."""
     if n < MIN_SPLIT:
         return 1
-    return max(1, min(usable(), n // (MIN_SPLIT // 2)))
+    count = max(1, min(usable(), n // (MIN_SPLIT // 2)))
+    return count if most is None else min(count, most)
 
 
 def _check_layer():
