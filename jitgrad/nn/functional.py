@@ -31,9 +31,9 @@ from jitgrad.tensor import Tensor
 
 _NN = Family("nn_kernels")
 # CPU kernels whose first dim (samples, or maps for pooling) splits over threads when big
-_SAMPLES = codegen.RowSplit(_NN.cpu, {"im2col": ("x", "cols"),
-                                      "conv2d_forward": ("cols", "out"),
-                                      "max_pool2d_forward": ("x", "out", "idx")})
+_SAMPLES = codegen.SplitKernels(_NN.cpu, {"im2col": ("x", "cols"),
+                                          "conv2d_forward": ("cols", "out"),
+                                          "max_pool2d_forward": ("x", "out", "idx")}, rows=True)
 _REDUCE = Family("reduce_kernels")
 _empty, _zeros, _on_cpu, _same_device = (_storage.empty, _storage.zeros, _storage.on_cpu,
                                          _storage.check_same_device)

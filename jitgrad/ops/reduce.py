@@ -93,11 +93,11 @@ def _with_dtype(input, dtype):
 
 
 # kernels whose (O, R, I) views split their outer rows over threads when big
-_ROWS = codegen.RowSplit(KERNELS.cpu, {
+_ROWS = codegen.SplitKernels(KERNELS.cpu, {
     "sum_3d": ("x", "out"), "argextreme_3d": ("x", "values", "indices"),
     "softmax_3d": ("x", "out"), "logsumexp_3d": ("x", "out"),
     "softmax_backward_3d": ("y", "g", "out"), "cumsum_3d": ("x", "out"),
-    "sort_3d": ("x", "values", "indices")})
+    "sort_3d": ("x", "values", "indices")}, rows=True)
 
 
 def run_kernel(name, view, *args):

@@ -1,6 +1,5 @@
 """``Optimizer``: parameter groups, per-parameter state, zero_grad and state dicts."""
 
-import functools
 import inspect
 from collections import defaultdict
 
@@ -8,7 +7,7 @@ import numpy as np
 
 import jitgrad
 from jitgrad.backends import Family
-from jitgrad.backends.cpu import codegen, optim_kernels, threads
+from jitgrad.backends.cpu import codegen, optim_kernels
 from jitgrad.ops._storage import check_same_device
 from jitgrad.tensor import Tensor
 
@@ -104,12 +103,11 @@ class Optimizer:
     @staticmethod
     def _update(kernel, data, *args):
         """``optim_kernels.<kernel>(data, *args)`` on ``data``'s device; a long CPU update runs
-        on threads, every buffer cut into the same slices (``threads.chunks``)."""
-        chunks = threads.chunks(data.size) if type(data) is np.ndarray else 1
-        if chunks == 1:
-            getattr(_KERNELS(data), kernel)(data, *args)
+        on threads, every buffer cut into the same slices (``_SPLIT``)."""
+        if type(data) is np.ndarray:
+            _SPLIT(kernel, data, *args)
         else:
-            getattr(_split_kernels(), kernel + "_p")(chunks, data, *args)
+            getattr(_KERNELS.cuda, kernel)(data, *args)
 
     def _closure_loss(self, closure):
         if closure is None:
@@ -167,15 +165,15 @@ def _cast_state(key, value, param):
     return value.to(dtype=dtype, device=param.device, copy=True)
 
 
-@functools.cache
-def _split_kernels():
-    """The optimizer kernels' 'p' twins: every buffer cut into slices, the param itself last
-    (its length is the loop's; a state buffer may be empty)."""
-    kernels = {}
-    for name, n_arrays in optim_kernels.ARRAYS.items():
-        params = list(inspect.signature(getattr(optim_kernels, name).py_func).parameters)
-        kernels[name] = params[1:n_arrays] + params[:1]
-    return codegen.split_module(optim_kernels, kernels)
+def _buffer_params(name, n_arrays):
+    """A kernel's buffer parameters, the param itself last: its length is the loop's (a state
+    buffer may be empty)."""
+    params = list(inspect.signature(getattr(optim_kernels, name).py_func).parameters)
+    return params[1:n_arrays] + params[:1]
+
+
+_SPLIT = codegen.SplitKernels(optim_kernels, {
+    name: _buffer_params(name, n) for name, n in optim_kernels.ARRAYS.items()})
 
 
 def _buffer(t):

@@ -21,9 +21,9 @@ from numba.core.errors import NumbaIRAssumptionWarning
 from jitgrad.backends.cpu import threads
 from jitgrad.backends.cpu.vmath import POW_BY_SCALAR
 
-__all__ = ["CPU_TARGET", "QuietFirstCall", "RowSplit", "VMATH_IMPORT", "WIDE_VECTORS", "cache_dir",
-           "elementwise_source", "kernel_name", "load_module", "masks", "scalar_expr",
-           "substitute"]
+__all__ = ["CPU_TARGET", "QuietFirstCall", "SplitKernels", "VMATH_IMPORT", "WIDE_VECTORS",
+           "cache_dir", "elementwise_source", "kernel_name", "load_module", "masks",
+           "scalar_expr", "split_module", "split_source", "substitute"]
 
 _NP_TYPE = {"float32": "np.float32", "float64": "np.float64", "int64": "np.int64",
             "int32": "np.int32", "bool": "np.bool_"}
@@ -342,20 +342,22 @@ def split_module(module, kernels, rows=False):
     return load_module(module.__name__.rsplit(".", 1)[-1] + "_split", "\n".join(lines) + "\n")
 
 
-class RowSplit:
-    """Calls of a kernel module's functions whose (O, ...) array arguments (``kernels``: name ->
-    their parameter names) split their rows over threads when big; the twins
-    (``split_module``) are generated on first need. CPU arrays only."""
+class SplitKernels:
+    """Calls of a kernel module's functions whose array arguments (``kernels``: name -> their
+    parameter names) split over threads when the first is big: its elements, or with ``rows``
+    its first dim (rows of (O, ...) arrays). The twins (``split_module``) are generated on
+    first need. CPU arrays only."""
 
-    def __init__(self, module, kernels):
-        self.module, self.kernels, self.split = module, kernels, None
+    def __init__(self, module, kernels, rows=False):
+        self.module, self.kernels, self.rows, self.split = module, kernels, rows, None
 
     def __call__(self, name, *args):
-        chunks = threads.chunks(args[0].size, args[0].shape[0])
+        first = args[0]
+        chunks = threads.chunks(first.size, first.shape[0] if self.rows else None)
         if chunks <= 1:
             return getattr(self.module, name)(*args)
         if self.split is None:
-            self.split = split_module(self.module, self.kernels, rows=True)
+            self.split = split_module(self.module, self.kernels, rows=self.rows)
         return getattr(self.split, name + "_p")(chunks, *args)
 
 
