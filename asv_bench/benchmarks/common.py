@@ -4,9 +4,7 @@ import os
 
 import numpy as np
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # numba, torch and BLAS pools fight otherwise
-
-import jitgrad  # noqa: E402
+import jitgrad
 
 try:
     import torch
