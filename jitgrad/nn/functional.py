@@ -25,7 +25,7 @@ from jitgrad.ops import elementwise as ew
 from jitgrad.ops import pointwise as pw
 from jitgrad.ops import reduce as rd
 from jitgrad.ops.creation import generator
-from jitgrad.ops.linalg import matmul
+from jitgrad.ops.linalg import cpu_addmm, matmul
 from jitgrad.ops.shape import embed
 from jitgrad.tensor import Tensor
 
@@ -183,8 +183,14 @@ def linear(input, weight, bias=None):
         out = matmul(input, weight_t)
         return out if bias is None else out + bias
     # one recorded node (PyTorch's addmm) instead of a matmul and a broadcast add
-    with grad_mode.no_grad():
-        out = matmul(input, weight_t).add_(bias)
+    x, w, b = input._data, weight_t._data, bias._data
+    if (type(x) is np.ndarray and type(w) is np.ndarray and type(b) is np.ndarray
+            and x.dtype == w.dtype == b.dtype and x.dtype.kind == "f" and x.shape[1] == w.shape[0]
+            and b.shape == (w.shape[1],) and b.flags.c_contiguous):
+        out = Tensor._wrap(cpu_addmm(x, w, b))  # the bias enters BLAS's sum (beta = 1)
+    else:
+        with grad_mode.no_grad():
+            out = matmul(input, weight_t).add_(bias)
     return record(out, AddmmBackward0, (bias, input, weight_t), (bias, input, weight_t),
                   check=(input, weight_t))
 

@@ -14,7 +14,7 @@ from jitgrad.ops._views import strided_view
 from jitgrad.ops.elementwise import cast
 from jitgrad.tensor import Tensor
 
-__all__ = ["bmm", "dot", "matmul", "mm", "mv", "outer"]
+__all__ = ["bmm", "cpu_addmm", "dot", "matmul", "mm", "mv", "outer"]
 
 _TORCH_NAME = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int",
                "bool": "bool"}
@@ -82,16 +82,32 @@ def _matmul_nd(a, b):
 
 
 def _mm_cpu(a, b, ad, bd):
-    """The product of float 2-D CPU matrices of matching inner dims (BLAS, split by blas.py)."""
+    """The product of float 2-D CPU matrices of matching inner dims, recorded."""
+    return record(Tensor._wrap(cpu_addmm(ad, bd)), MmBackward0, (a, b), (a, b), check=(a, b))
+
+
+_NO_BIAS = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
+
+
+def cpu_addmm(ad, bd, bias=None):
+    """A new array ``ad @ bd`` (+ ``bias`` on every row) of float 2-D CPU arrays of one dtype
+    with matching inner dims (a C-contiguous ``bias`` of ``bd``'s width), one BLAS call per
+    slice (blas.py); strided operands BLAS cannot read are copied first."""
     n, k = ad.shape
     m = bd.shape[1]
     out = np.empty((n, m), ad.dtype)
-    kernel, chunks = blas.split(n, k, m)
+    if not (ad.flags.c_contiguous or ad.flags.f_contiguous or blas.gemm_ready(ad)):
+        ad = cast(ad, ad.dtype)
+    if not (bd.flags.c_contiguous or bd.flags.f_contiguous or blas.gemm_ready(bd)):
+        bd = cast(bd, bd.dtype)
+    if bias is None:
+        bias = _NO_BIAS[ad.dtype]
+    chunks, by_cols = blas.split(n, k, m, not bd.flags.c_contiguous)
     if chunks == 1:
-        _KERNELS.cpu.mm(_blas_ready(ad), _blas_ready(bd), out)
+        _KERNELS.cpu.addmm(ad, bd, out, bias)
     else:
-        getattr(_KERNELS.cpu, kernel)(chunks, _blas_ready(ad), _blas_ready(bd), out)
-    return record(Tensor._wrap(out), MmBackward0, (a, b), (a, b), check=(a, b))
+        _KERNELS.cpu.addmm_p(chunks, by_cols, ad, bd, out, bias)
+    return out
 
 
 def _batched(x, batch):

@@ -130,12 +130,12 @@ def _sum_like(input, dim, keepdim, is_prod, mean=False):
         chunks = (threads.chunks(n) if cpu and n >= threads.MIN_SPLIT
                   and view.shape[0] == view.shape[2] == 1 else 1)
         if chunks == 1:
-            run_kernel("sum_3d", view, is_prod, scale, out.reshape(-1, view.shape[2]))
+            run_kernel("sum_3d", view, is_prod, scale, out.reshape(view.shape[0], view.shape[2]))
         else:
             K.sum_flat_p(chunks, view.reshape(-1), is_prod, scale, out.reshape(1, 1))
     else:
         out = np.empty(shape, np.int64) if cpu else _storage.empty(shape, np.int64, data)
-        K.sum_int_3d(view, is_prod, out.reshape(-1, view.shape[2]))
+        K.sum_int_3d(view, is_prod, out.reshape(view.shape[0], view.shape[2]))
     return out, keep_shape, dims, n
 
 
@@ -227,8 +227,8 @@ def _extreme(input, dims, largest, name, whole=False):
     values = _storage.empty(out_shape, data.dtype, data)
     indices = _storage.empty(out_shape, np.int64, data)
     view = _view_3d(data, dims)
-    run_kernel("argextreme_3d", view, largest, values.reshape(-1, view.shape[2]),
-                indices.reshape(-1, view.shape[2]))
+    rows = view.shape[0], view.shape[2]  # (not -1: either may be 0)
+    run_kernel("argextreme_3d", view, largest, values.reshape(rows), indices.reshape(rows))
     return values, indices, keep_shape
 
 
@@ -551,7 +551,18 @@ def _grad_sum_to_shape(t, shape):
 
 
 def _sum_to_shape(t, shape, fresh):
-    lead = t._data.ndim - len(shape)
+    d = t._data
+    lead = d.ndim - len(shape)
+    if (lead > 0 and d.shape[lead:] == shape and type(d) is np.ndarray and d.dtype.kind == "f"
+            and d.size and d.flags.c_contiguous and not (_GRAD.enabled and t._requires_grad)):
+        # the common case, a bias's gradient: a sum over leading dims, one kernel call and no
+        # recorded node (each step of ``sum`` costs a visible share on a layer's backward)
+        out = np.empty(shape, d.dtype)
+        run_kernel("sum_3d", d.reshape(1, d.size // out.size, out.size), False, 1.0,
+                   out.reshape(1, out.size))
+        t = Tensor._wrap(out)
+        t._fresh = fresh
+        return t
     dims = tuple(range(lead)) + tuple(
         lead + i for i, s in enumerate(shape) if s == 1 and t._data.shape[lead + i] != 1)
     if dims:

@@ -109,15 +109,18 @@ def test_fused_backward_split_matches_numpy(root, three_chunks):
 @pytest.mark.parametrize("a_order", ["C", "F"])
 @pytest.mark.parametrize("n, chunks", [(97, 2), (64, 3), (5, 4)])
 @pytest.mark.parametrize("b_order", ["C", "F"])
-@pytest.mark.parametrize("kernel", ["mm_p", "mm_cols_p"])
-def test_split_matmul(kernel, dtype, a_order, b_order, n, chunks):
+@pytest.mark.parametrize("by_cols", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_split_matmul(by_cols, with_bias, dtype, a_order, b_order, n, chunks):
     rng = np.random.default_rng(0)
     a = np.asarray(rng.standard_normal((n, 33)), dtype, order=a_order)
-    b = np.asarray(rng.standard_normal((33, 40 if kernel == "mm_p" else n)), dtype, order=b_order)
+    b = np.asarray(rng.standard_normal((33, n if by_cols else 40)), dtype, order=b_order)
+    bias = rng.standard_normal(b.shape[1]).astype(dtype) if with_bias else np.empty(0, dtype)
     out = np.full((n, b.shape[1]), np.nan, dtype)
-    getattr(linalg_kernels, kernel)(chunks, a, b, out)
-    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4 if dtype == np.float32
-                               else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+    linalg_kernels.addmm_p(chunks, by_cols, a, b, out, bias)
+    expected = a.astype(np.float64) @ b + (bias if with_bias else 0)
+    np.testing.assert_allclose(out, expected, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)
 
 
 @pytest.mark.parametrize("n, k, m", [(256, 192, 160), (64, 784, 256)])  # rows, columns split

@@ -34,6 +34,46 @@ def test_matmul_transposed_operands():
              [(2, 4), (3, 4, 2)], rtol=1e-5)
 
 
+@pytest.mark.parametrize("a_view, b_view", [
+    ("x[:, 2:7]", "x[1:6, :4]"),  # row and column slices: unit stride, longer rows
+    ("x.T[3:8]", "x.T[:, 1:5]"),  # slices of transposes (unit stride down columns)
+    ("x[1:2, :5]", "x[:5, 3:4]"),  # one row times one column
+    ("x[:, ::2][:, :5]", "x[::2][:5, :4]"),  # no unit stride: copied for BLAS
+])
+def test_matmul_reads_strided_slices_in_place(a_view, b_view):
+    rng = np.random.default_rng(0)
+    a_np, b_np = rng.standard_normal((9, 12)), rng.standard_normal((10, 9))
+    a = jitgrad.tensor(a_np, requires_grad=True)
+    b = jitgrad.tensor(b_np, requires_grad=True)
+    x_a, x_b = eval(a_view, {"x": a}), eval(b_view, {"x": b})
+    out = x_a @ x_b
+    expected = eval(a_view, {"x": a_np}) @ eval(b_view, {"x": b_np})
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(expected.shape)
+    out.backward(jitgrad.tensor(g))
+    ga, gb = np.zeros_like(a_np), np.zeros_like(b_np)
+    eval(a_view, {"x": ga})[...] = g @ eval(b_view, {"x": b_np}).T
+    eval(b_view, {"x": gb})[...] = eval(a_view, {"x": a_np}).T @ g
+    np.testing.assert_allclose(a.grad.numpy(), ga, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), gb, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n, k, m", [(0, 3, 4), (3, 0, 4), (3, 4, 0), (0, 0, 0)])
+def test_matmul_and_linear_with_empty_dims(n, k, m):
+    rng = np.random.default_rng(0)
+    a_np, b_np, bias_np = rng.standard_normal((n, k)), rng.standard_normal((k, m)), \
+        rng.standard_normal(m)
+    out = jitgrad.tensor(a_np) @ jitgrad.tensor(b_np)
+    np.testing.assert_array_equal(out.numpy(), np.zeros((n, m)))
+    w = jitgrad.tensor(b_np.T.copy(), requires_grad=True)
+    bias = jitgrad.tensor(bias_np, requires_grad=True)
+    y = jitgrad.nn.functional.linear(jitgrad.tensor(a_np), w, bias)
+    np.testing.assert_array_equal(y.detach().numpy(), np.broadcast_to(bias_np, (n, m)))
+    y.sum().backward()
+    np.testing.assert_array_equal(bias.grad.numpy(), np.full(m, n, np.float64))
+    np.testing.assert_array_equal(w.grad.numpy(), np.zeros((m, k)))
+
+
 def test_matmul_int64():
     a = np.arange(24).reshape(2, 3, 4) - 10
     b = np.arange(8).reshape(4, 2) * 3

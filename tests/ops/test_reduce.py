@@ -432,6 +432,19 @@ def test_empty_inputs():
     assert x.max(1).values.shape == (0,)
 
 
+@pytest.mark.parametrize("shape, dim", [((3, 0), 0), ((2, 0, 3), 0), ((3, 0), (0, 1))])
+def test_reductions_keeping_an_empty_dim(shape, dim):
+    """Reducing a non-empty dim next to an empty one gives an empty result, as in PyTorch."""
+    x = jitgrad.zeros(*shape, requires_grad=True)
+    expected = np.zeros(shape).sum(dim).shape
+    for result in (x.sum(dim), x.mean(dim), x.sum(dim, dtype=jitgrad.float64)):
+        assert result.shape == expected
+    if isinstance(dim, int):
+        assert x.amax(dim).shape == x.argmax(dim).shape == x.max(dim).values.shape == expected
+    x.sum(dim).sum().backward()
+    assert x.grad.shape == shape
+
+
 def test_norm_gradient_at_zero_vector():
     a = [[0.0, 0.0, 0.0], [1.0, -2.0, 0.0]]
     for p in (2, 3, 1.5):

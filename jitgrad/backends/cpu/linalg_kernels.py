@@ -1,52 +1,38 @@
-"""Matrix product kernels: BLAS (``np.dot`` inside numba, needs scipy) for floats."""
+"""Matrix product kernels: BLAS (scipy's, called as numba calls it: ``blas.gemm``) for floats."""
 
 import numpy as np
 from numba import njit, prange
 
-from jitgrad.backends.cpu import blas  # noqa: F401  (limits BLAS threads before first use)
+from jitgrad.backends.cpu.blas import gemm  # (limits BLAS threads before first use)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mm(a, b, out):
-    """out (n, m) = a (n, k) @ b (k, m); float32/float64, C- or F-contiguous operands."""
-    np.dot(a, b, out)
+    """out (n, m) = a (n, k) @ b (k, m); float32/float64 (``blas.gemm``: no operand copied)."""
+    gemm(a, b, out, np.empty(0, out.dtype))
+
+
+@njit(cache=True, nogil=True)
+def addmm(a, b, out, bias):
+    """out = a @ b + bias on every row (an empty ``bias``: none), one BLAS call."""
+    gemm(a, b, out, bias)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def mm_p(chunks, a, b, out):
-    """``mm`` with ``out``'s rows in ``chunks`` slices on threads, a BLAS call each (blas.py)."""
-    n = a.shape[0]
-    step = (n + chunks - 1) // chunks
+def addmm_p(chunks, by_cols, a, b, out, bias):
+    """``addmm`` with ``out``'s rows (columns when ``by_cols``) in ``chunks`` slices on threads,
+    a BLAS call each (blas.py); a column slice of every operand is a strided view, not a copy."""
+    n, m = out.shape
+    size = m if by_cols else n
+    step = (size + chunks - 1) // chunks
     for c in prange(chunks):
-        lo = min(c * step, n)
-        hi = min(lo + step, n)
+        lo = min(c * step, size)
+        hi = min(lo + step, size)
         if hi > lo:
-            if a.flags.c_contiguous:
-                np.dot(np.ascontiguousarray(a[lo:hi]), b, out[lo:hi])
-            else:  # an F-contiguous a's row slice is strided: copy it column by column
-                cols = np.empty((a.shape[1], hi - lo), a.dtype)
-                for j in range(a.shape[1]):
-                    cols[j] = a[lo:hi, j]
-                np.dot(cols.T, b, out[lo:hi])
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def mm_cols_p(chunks, a, b, out):
-    """``mm`` with ``out``'s columns in ``chunks`` slices on threads: for a few rows times a big
-    ``b``, whose packing a row split would repeat on every thread (blas.py)."""
-    m = b.shape[1]
-    step = (m + chunks - 1) // chunks
-    for c in prange(chunks):
-        lo = min(c * step, m)
-        hi = min(lo + step, m)
-        if hi > lo:  # an F-contiguous b's column slice is contiguous; out's is strided
-            if b.flags.f_contiguous:
-                out[:, lo:hi] = np.dot(a, np.asfortranarray(b[:, lo:hi]))
-            else:  # copied row by row
-                rows = np.empty((b.shape[0], hi - lo), b.dtype)
-                for j in range(b.shape[0]):
-                    rows[j] = b[j, lo:hi]
-                out[:, lo:hi] = np.dot(a, rows)
+            if by_cols:
+                gemm(a, b[:, lo:hi], out[:, lo:hi], bias[lo:hi])
+            else:
+                gemm(a[lo:hi], b, out[lo:hi], bias)
 
 
 @njit(cache=True)
