@@ -1,7 +1,7 @@
 """``backward`` and ``grad``: validate roots and inputs, then hand them to the engine."""
 
 
-from jitgrad.autograd.engine import run_backward
+from jitgrad.autograd.engine import run_backward, run_scalar_fused
 from jitgrad.ops import _storage
 from jitgrad.tensor import Tensor
 
@@ -93,12 +93,17 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     """Accumulate gradients of ``tensors`` into the ``.grad`` of the leaves (or ``inputs``)."""
+    fused = None
+    if grad_tensors is None and inputs is None and not create_graph and type(tensors) is Tensor:
+        fused = run_scalar_fused(tensors, retain_graph)
+        if fused:
+            return
     tensors = _as_tuple(tensors)
     if retain_graph is None:
         retain_graph = create_graph
     roots, grads = _roots(tensors, _as_tuple(grad_tensors))
     if inputs is None:
-        run_backward(roots, grads, retain_graph, create_graph)
+        run_backward(roots, grads, retain_graph, create_graph, fuse=fused is None)
         return
     inputs = _as_tuple(inputs)
     if not inputs:

@@ -1,13 +1,43 @@
 """The backward scheduler: dependency counting, then nodes in topological order, iteratively."""
 
+import numpy as np
+
 from jitgrad.autograd import anomaly, grad_mode
 from jitgrad.autograd.node import AccumulateGrad
 
-__all__ = ["run_backward"]
+__all__ = ["run_backward", "run_scalar_fused"]
 
-# ``fuser(root_node, root_grad, retain_graph) -> bool`` runs a whole backward as one fused
-# kernel when it can (jitgrad/ops/fused_backward.py registers it; None turns it off)
+# ``fuser(root_node, root_grad_array, retain_graph) -> bool`` runs a whole backward as one
+# fused kernel when it can (jitgrad/ops/fused_backward.py registers it; None turns it off)
 fuser = None
+
+# dtype -> a read-only one-element 1: the implicit gradient of a scalar root, never a new array
+_ONE = {}
+
+
+def _fused(root, g, retain_graph):
+    state = grad_mode._state  # NOTE: set directly: a context object costs ~0.5 us
+    prev, state.enabled = state.enabled, False
+    try:
+        return fuser(root, g, retain_graph)
+    finally:
+        state.enabled = prev
+
+
+def run_scalar_fused(t, retain_graph):
+    """``t.backward()`` of a one-element CPU tensor with the implicit gradient, as one fused
+    kernel: True when done, False when the fuser declined the graph (run it eagerly), None
+    when this does not apply. No gradient tensor is made for the root: on a tiny graph that
+    is a visible share of the backward."""
+    d = t._data
+    if (fuser is None or t.grad_fn is None or t._output_nr or type(d) is not np.ndarray
+            or d.size != 1 or anomaly.is_enabled()):
+        return None
+    one = _ONE.get(d.dtype)
+    if one is None:
+        one = _ONE[d.dtype] = np.ones(1, d.dtype)
+        one.flags.writeable = False
+    return _fused(t.grad_fn, one, retain_graph)
 
 
 def _walk(roots, with_parents):
@@ -57,23 +87,18 @@ def _add(buffers, node, nr, grad):
     slots[nr] = grad if slots[nr] is None else slots[nr] + grad
 
 
-def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
+def run_backward(roots, root_grads, retain_graph, create_graph, capture=None, fuse=True):
     """Propagate ``root_grads`` (one per ``(node, output_nr)`` root) through the graph.
 
     Gradients meeting at a node are summed; each node runs once, when all its consumers are done.
     With ``capture`` (a list of nodes), returns the gradient arriving at each of them instead of
     accumulating into leaves, and runs only the nodes on paths to them (``autograd.grad``).
+    ``fuse=False``: the fuser already declined this graph.
     """
-    if (fuser is not None and capture is None and not create_graph and len(roots) == 1
-            and roots[0][1] == 0 and not anomaly.is_enabled()):
-        state = grad_mode._state  # NOTE: set directly: a context object costs ~0.5 us
-        prev, state.enabled = state.enabled, False
-        try:
-            fused = fuser(roots[0][0], root_grads[0], retain_graph)
-        finally:
-            state.enabled = prev
-        if fused:
-            return {}
+    if (fuse and fuser is not None and capture is None and not create_graph and len(roots) == 1
+            and roots[0][1] == 0 and not anomaly.is_enabled()
+            and _fused(roots[0][0], root_grads[0]._data, retain_graph)):
+        return {}
     root_nodes = [n for n, _ in roots]
     deps, parents = _walk(root_nodes, capture is not None)
     needed = _needed(capture, parents) if capture is not None else None

@@ -52,22 +52,20 @@ def stats():
     return dict(_stats)
 
 
-def run(root, root_grad, retain_graph):
-    """Run the backward of ``root`` fused when its graph qualifies; True when it did."""
-    g = root_grad._data
+def run(root, g, retain_graph):
+    """Run the backward of ``root`` from its gradient ``g`` (an array) fused when its graph
+    qualifies; True when it did. Grad mode is off (the engine's caller turns it off)."""
     if type(g) is not np.ndarray or not g.flags.c_contiguous:
         return False
     walked = _walk(root, g)
     if walked is None:
         return False
-    key, nodes, reads, leaves, n, checks = walked
+    key, nodes, reads, leaves, n = walked
     kernel = _kernels.get(key)
     if kernel is None:
         kernel = _hot_kernel(key)
         if kernel is None:
             return False
-    for node in checks:  # PyTorch's error for saved values modified in place, before any work
-        node.saved_values()
     outs = []
     flat_outs = []
     for leaf in leaves:
@@ -88,9 +86,11 @@ def run(root, root_grad, retain_graph):
         for node in nodes:
             node.release()
     for leaf, out in zip(leaves, outs):
-        grad = Tensor._wrap(out)
-        grad._fresh = True
-        leaf.variable._accumulate_grad(grad)
+        variable = leaf.variable
+        if variable.grad is None:  # the new buffer becomes .grad (``_accumulate_grad``'s case)
+            variable.grad = Tensor._wrap(out)
+        else:
+            variable._accumulate_grad(Tensor._wrap(out))
     return True
 
 
@@ -130,7 +130,8 @@ _entries = [None, None, None]  # code -> (plan, targets, baked exponent), for th
 
 
 def _walk(root, g):
-    """(key, nodes, kernel reads, leaves, element count, nodes to version-check), or None.
+    """(key, nodes, kernel reads, leaves, element count), or None (also when a value the graph
+    saved was modified in place: the eager backward then raises PyTorch's error).
 
     Nodes are numbered in the order a breadth-first walk from the root meets them, which is
     also the order it visits them. The key has a code per node: the node's forward plan (op,
@@ -153,7 +154,7 @@ def _walk(root, g):
         key, index, queue = [], {root: 0}, [root]
     if not n:
         return None
-    nodes, reads, leaves, checks = [], [], [], []
+    nodes, reads, leaves = [], [], []
     dtype = g.dtype
     for node in queue:  # grows as the walk meets new nodes
         if node.hooks is not None or node.retained is not None:
@@ -198,13 +199,15 @@ def _walk(root, g):
             reads.append(flat_values[j])
         nodes.append(node)
         if node.versions is not None:
-            checks.append(node)
+            for box, expected, _ in node.versions:
+                if box[0] != expected:
+                    return None
     if not nodes:
         return None
     saved = nodes[0].saved  # the root, or the sum's input: the graph's one element count
     if saved[4][saved[3].tensors[0]].size != n:
         return None
-    return tuple(key), nodes, reads, leaves, n, checks
+    return tuple(key), nodes, reads, leaves, n
 
 
 def _new_entry(plan, targets, exponent):
