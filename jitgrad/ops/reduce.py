@@ -107,6 +107,16 @@ def run_kernel(name, view, *args):
     return _ROWS(name, view, *args)
 
 
+def _sum_3d(view, is_prod, scale, out):
+    """``sum_3d`` of an (O, R, I) view into out (O, I), on threads by its outer rows or, for one
+    outer row bigger than L2 (~1 MB: below that one core keeps up), by blocks of R."""
+    if type(view) is np.ndarray and view.shape[0] == 1 and view.size >= 4 * threads.MIN_SPLIT:
+        chunks = threads.chunks(view.size, view.shape[1] // 4)
+        if chunks > 1:
+            return KERNELS.cpu.sum_reduced_p(chunks, view, is_prod, scale, out)
+    return run_kernel("sum_3d", view, is_prod, scale, out)
+
+
 def _sum_like(input, dim, keepdim, is_prod, mean=False):
     """Sum/product (or mean) kernel launch; returns (result data, keep shape, dims, count)."""
     data = input._data
@@ -130,7 +140,7 @@ def _sum_like(input, dim, keepdim, is_prod, mean=False):
         chunks = (threads.chunks(n) if cpu and n >= threads.MIN_SPLIT
                   and view.shape[0] == view.shape[2] == 1 else 1)
         if chunks == 1:
-            run_kernel("sum_3d", view, is_prod, scale, out.reshape(view.shape[0], view.shape[2]))
+            _sum_3d(view, is_prod, scale, out.reshape(view.shape[0], view.shape[2]))
         else:
             K.sum_flat_p(chunks, view.reshape(-1), is_prod, scale, out.reshape(1, 1))
     else:
@@ -558,8 +568,7 @@ def _sum_to_shape(t, shape, fresh):
         # the common case, a bias's gradient: a sum over leading dims, one kernel call and no
         # recorded node (each step of ``sum`` costs a visible share on a layer's backward)
         out = np.empty(shape, d.dtype)
-        run_kernel("sum_3d", d.reshape(1, d.size // out.size, out.size), False, 1.0,
-                   out.reshape(1, out.size))
+        _sum_3d(d.reshape(1, d.size // out.size, out.size), False, 1.0, out.reshape(1, out.size))
         t = Tensor._wrap(out)
         t._fresh = fresh
         return t

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jitgrad
-from jitgrad.backends.cpu import linalg_kernels, nn_kernels, threads
+from jitgrad.backends.cpu import linalg_kernels, nn_kernels, reduce_kernels, threads
 from jitgrad.nn import functional as nn_functional
 from jitgrad.ops import fused_backward, reduce
 from jitgrad.ops.elementwise import SPECS
@@ -190,6 +190,32 @@ def test_split_sum_propagates_nan(three_chunks):
     data = np.ones(SIZES[1], np.float32)
     data[-5] = np.nan
     assert np.isnan(jitgrad.tensor(data).sum().item())
+
+
+@pytest.mark.parametrize("op", ["sum0", "mean0", "prod0", "bias_grad"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_sum_over_leading_dims(op, dtype, three_chunks, monkeypatch):
+    """A sum over leading dims (one outer row) splits the summed dim over threads, a float64
+    partial per slice; products too."""
+    calls = []
+    split = reduce_kernels.sum_reduced_p
+    monkeypatch.setattr(reduce_kernels, "sum_reduced_p",
+                        lambda chunks, *args: calls.append(chunks) or split(chunks, *args))
+    rows = 4 * MIN_SPLIT // 1000 + 3  # > 4 * MIN_SPLIT elements, rows not a multiple of 3 or 4
+    rng = np.random.default_rng(0)
+    lo, hi = (0.999, 1.001) if op == "prod0" else (-1, 1)
+    data = rng.uniform(lo, hi, (rows, 1000)).astype(dtype)
+    x = jitgrad.tensor(data, requires_grad=True)
+    if op == "bias_grad":
+        bias = jitgrad.zeros(1000, dtype=x.dtype, requires_grad=True)
+        (x + bias).backward(jitgrad.tensor(data))
+        got, expected = bias.grad.numpy(), data.astype(np.float64).sum(0)
+    else:
+        got = getattr(x, op[:-1])(0).detach().numpy()
+        expected = getattr(np, op[:-1])(data.astype(np.float64), 0)
+    assert calls == [3]  # the split ran
+    np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
 
 
 @pytest.mark.parametrize("kernel, make", [

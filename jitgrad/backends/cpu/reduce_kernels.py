@@ -23,11 +23,43 @@ def sum_3d(x, is_prod, scale, out):
                 total = total * x[o, r, 0] if is_prod else total + x[o, r, 0]
             acc[0] = total
         else:
-            for r in range(n_red):
-                for i in range(n_inner):
-                    acc[i] = acc[i] * x[o, r, i] if is_prod else acc[i] + x[o, r, i]
+            _fold_rows(x[o], is_prod, acc)
         for i in range(n_inner):
             out[o, i] = acc[i] * scale
+
+
+@njit(fastmath=_FAST, error_model="numpy")
+def _fold_rows(x, is_prod, acc):
+    """acc (float64) += (or *=) each row of the 2-D x."""
+    n_red, n_inner = x.shape
+    done = 0
+    if not is_prod:  # four rows a pass: acc is read and written once, not four times
+        done = n_red - n_red % 4
+        for r in range(0, done, 4):
+            for i in range(n_inner):
+                acc[i] += ((np.float64(x[r, i]) + x[r + 1, i])
+                           + (np.float64(x[r + 2, i]) + x[r + 3, i]))
+    for r in range(done, n_red):
+        for i in range(n_inner):
+            acc[i] = acc[i] * x[r, i] if is_prod else acc[i] + x[r, i]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def sum_reduced_p(chunks, x, is_prod, scale, out):
+    """``sum_3d`` of x (1, R, I) with R in ``chunks`` blocks on threads, a float64 partial each:
+    for a sum over leading dims (a bias gradient), which has one outer row to split."""
+    n_red, n_inner = x.shape[1], x.shape[2]
+    step = (n_red + chunks - 1) // chunks
+    partial = np.empty((chunks, n_inner), np.float64)
+    for c in prange(chunks):
+        lo = min(c * step, n_red)
+        partial[c] = 1.0 if is_prod else 0.0
+        _fold_rows(x[0, lo:min(lo + step, n_red)], is_prod, partial[c])
+    for i in range(n_inner):
+        total = partial[0, i]
+        for c in range(1, chunks):
+            total = total * partial[c, i] if is_prod else total + partial[c, i]
+        out[0, i] = total * scale
 
 
 @njit(cache=True, fastmath=_FAST, error_model="numpy")
