@@ -170,11 +170,12 @@ def record(result, node_cls, inputs, saved, check=()):
         return result
     for t in inputs:
         if t._requires_grad:
-            node = node_cls(tuple(t._grad_edge() for t in inputs), saved)
+            # NOTE: list comprehensions, not generators: ~0.3 us less per recorded op
+            node = node_cls(tuple([u._grad_edge() for u in inputs]), saved)
             if check:
-                node.versions = tuple(
+                node.versions = tuple([
                     (result._version, 0, None) if c is RESULT else (c._version, c._version[0], c)
-                    for c in check)
+                    for c in check])
             result.grad_fn = node
             result._requires_grad = True
             break

@@ -139,7 +139,9 @@ def _sum_like(input, dim, keepdim, is_prod, mean=False):
         scale = (1.0 / n if n else float("nan")) if mean else 1.0
         chunks = (threads.chunks(n) if cpu and n >= threads.MIN_SPLIT
                   and view.shape[0] == view.shape[2] == 1 else 1)
-        if chunks == 1:
+        if cpu and view.size < threads.MIN_SPLIT:  # the common small case, called directly
+            K.sum_3d(view, is_prod, scale, out.reshape(view.shape[0], view.shape[2]))
+        elif chunks == 1:
             _sum_3d(view, is_prod, scale, out.reshape(view.shape[0], view.shape[2]))
         else:
             K.sum_flat_p(chunks, view.reshape(-1), is_prod, scale, out.reshape(1, 1))
