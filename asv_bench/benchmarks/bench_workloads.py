@@ -67,7 +67,8 @@ class Matmul512:
         lib = library(lib_name)
         self.a = tensor(lib, (512, 512), requires_grad=True)
         self.b = tensor(lib, (512, 512), seed=1, requires_grad=True)
-        self.time_matmul_forward_backward()
+        for _ in range(2):  # the second call adds into .grad: that kernel compiles here too
+            self.time_matmul_forward_backward()
 
     def time_matmul_forward_backward(self, *_):
         (self.a @ self.b).sum().backward()
