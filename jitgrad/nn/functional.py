@@ -31,7 +31,7 @@ from jitgrad.tensor import Tensor
 
 _NN = Family("nn_kernels")
 # CPU kernels whose first dim (samples, or maps for pooling) splits over threads when big
-_SAMPLES = codegen.SplitKernels(_NN.cpu, {"im2col": ("x", "cols"),
+_SAMPLES = codegen.SplitKernels(_NN, {"im2col": ("x", "cols"),
                                           "conv2d_forward": ("cols", "out"),
                                           "max_pool2d_forward": ("x", "out", "idx")}, rows=True)
 _REDUCE = Family("reduce_kernels")
@@ -261,10 +261,7 @@ def _conv_cols(xd, geom):
         (kw - 1) * dw + 1 < w or (oh - 1) * sh + (kh - 1) * dh + 1 > h or \
         (ow - 1) * sw + (kw - 1) * dw + 1 > w
     cols = (_zeros if padded else _empty)((n, c * kh * kw, oh * ow), xd.dtype, xd)
-    if _on_cpu(xd):
-        _SAMPLES("im2col", xd, geom.p, oh, ow, cols)
-    else:
-        _NN.cuda.im2col(xd, geom.p, oh, ow, cols)
+    _SAMPLES("im2col", xd, geom.p, oh, ow, cols)
     return cols
 
 
@@ -283,11 +280,8 @@ def _conv(x, w, bias, geom, cols=None):
     out = _empty((n, o, oh, ow), xd.dtype, xd)
     has_bias = bias is not None
     bd = ew.contiguous(bias._data).reshape(g, o // g) if has_bias else _empty((g, 0), xd.dtype, xd)
-    args = (cols, wd.reshape(g, o // g, -1), bd, has_bias, out.reshape(n, g, o // g, -1))
-    if _on_cpu(xd):
-        _SAMPLES("conv2d_forward", *args)
-    else:
-        _NN.cuda.conv2d_forward(*args)
+    _SAMPLES("conv2d_forward", cols, wd.reshape(g, o // g, -1), bd, has_bias,
+             out.reshape(n, g, o // g, -1))
     inputs = (x, w, bias) if has_bias else (x, w)
     return record(Tensor._wrap(out), ConvolutionBackward0, inputs,
                   (x, w, cols, geom, has_bias), check=(x, w))
@@ -525,10 +519,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     x = _maps(input._data)
     out = _empty((x.shape[0], oh, ow), x.dtype, x)
     idx = _empty((x.shape[0], oh, ow), np.int64, x)
-    if _on_cpu(x):
-        _SAMPLES("max_pool2d_forward", x, (*k, *s, *p, *d), out, idx)
-    else:
-        _NN.cuda.max_pool2d_forward(x, (*k, *s, *p, *d), out, idx)
+    _SAMPLES("max_pool2d_forward", x, (*k, *s, *p, *d), out, idx)
     shape = input._data.shape[:-2] + (oh, ow)
     flat_idx = Tensor._wrap(idx.reshape(x.shape[0], -1))
     result = record(Tensor._wrap(out.reshape(shape)), MaxPool2DWithIndicesBackward0, (input,),

@@ -48,7 +48,11 @@ BmmBackward0 = node_class("BmmBackward0", _matmul_backward)
 
 
 def _blas_ready(x):
-    return x if (x.flags.c_contiguous or x.flags.f_contiguous) else cast(x, x.dtype)
+    """``x`` itself when BLAS reads it in place (C/F-contiguous; a 2-D one in any layout
+    ``blas.gemm_ready`` takes), else a contiguous copy."""
+    if x.flags.c_contiguous or x.flags.f_contiguous or (x.ndim == 2 and blas.gemm_ready(x)):
+        return x
+    return cast(x, x.dtype)
 
 
 def _matmul_nd(a, b):
@@ -96,10 +100,7 @@ def cpu_addmm(ad, bd, bias=None):
     n, k = ad.shape
     m = bd.shape[1]
     out = np.empty((n, m), ad.dtype)
-    if not (ad.flags.c_contiguous or ad.flags.f_contiguous or blas.gemm_ready(ad)):
-        ad = cast(ad, ad.dtype)
-    if not (bd.flags.c_contiguous or bd.flags.f_contiguous or blas.gemm_ready(bd)):
-        bd = cast(bd, bd.dtype)
+    ad, bd = _blas_ready(ad), _blas_ready(bd)
     if bias is None:
         bias = _NO_BIAS[ad.dtype]
     chunks, by_cols = blas.split(n, k, m, not bd.flags.c_contiguous)

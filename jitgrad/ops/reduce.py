@@ -93,7 +93,7 @@ def _with_dtype(input, dtype):
 
 
 # kernels whose (O, R, I) views split their outer rows over threads when big
-_ROWS = codegen.SplitKernels(KERNELS.cpu, {
+_ROWS = codegen.SplitKernels(KERNELS, {
     "sum_3d": ("x", "out"), "argextreme_3d": ("x", "values", "indices"),
     "softmax_3d": ("x", "out"), "logsumexp_3d": ("x", "out"),
     "softmax_backward_3d": ("y", "g", "out"), "cumsum_3d": ("x", "out"),
@@ -102,16 +102,22 @@ _ROWS = codegen.SplitKernels(KERNELS.cpu, {
 
 def run_kernel(name, view, *args):
     """``reduce_kernels.<name>(view, *args)`` for ``view``'s device (rows split on the CPU)."""
-    if type(view) is not np.ndarray:
-        return getattr(KERNELS.cuda, name)(view, *args)
     return _ROWS(name, view, *args)
 
 
 def _sum_3d(view, is_prod, scale, out):
-    """``sum_3d`` of an (O, R, I) view into out (O, I), on threads by its outer rows or, for one
-    outer row bigger than L2 (~1 MB: below that one core keeps up), by blocks of R."""
-    if type(view) is np.ndarray and view.shape[0] == 1 and view.size >= 4 * threads.MIN_SPLIT:
-        chunks = threads.chunks(view.size, view.shape[1] // 4)
+    """Float ``sum_3d`` of an (O, R, I) view into out (O, I). A big CPU one runs on threads: a
+    whole flat sum by slices, one outer row bigger than L2 (~1 MB: below that one core keeps
+    up) by blocks of R, anything else by outer rows."""
+    if type(view) is not np.ndarray or view.size < threads.MIN_SPLIT:
+        return KERNELS(view).sum_3d(view, is_prod, scale, out)  # the common small case
+    n_outer, n_red, n_inner = view.shape
+    if n_outer == 1 and n_inner == 1:
+        chunks = threads.chunks(n_red)
+        if chunks > 1:
+            return KERNELS.cpu.sum_flat_p(chunks, view.reshape(-1), is_prod, scale, out)
+    elif n_outer == 1 and view.size >= 4 * threads.MIN_SPLIT:
+        chunks = threads.chunks(view.size, n_red // 4)
         if chunks > 1:
             return KERNELS.cpu.sum_reduced_p(chunks, view, is_prod, scale, out)
     return run_kernel("sum_3d", view, is_prod, scale, out)
@@ -137,14 +143,7 @@ def _sum_like(input, dim, keepdim, is_prod, mean=False):
         out = np.empty(shape, data.dtype) if cpu else _storage.empty(shape, data.dtype, data)
         # NOTE: mean of nothing is nan, as in PyTorch (0 * nan)
         scale = (1.0 / n if n else float("nan")) if mean else 1.0
-        chunks = (threads.chunks(n) if cpu and n >= threads.MIN_SPLIT
-                  and view.shape[0] == view.shape[2] == 1 else 1)
-        if cpu and view.size < threads.MIN_SPLIT:  # the common small case, called directly
-            K.sum_3d(view, is_prod, scale, out.reshape(view.shape[0], view.shape[2]))
-        elif chunks == 1:
-            _sum_3d(view, is_prod, scale, out.reshape(view.shape[0], view.shape[2]))
-        else:
-            K.sum_flat_p(chunks, view.reshape(-1), is_prod, scale, out.reshape(1, 1))
+        _sum_3d(view, is_prod, scale, out.reshape(view.shape[0], view.shape[2]))
     else:
         out = np.empty(shape, np.int64) if cpu else _storage.empty(shape, np.int64, data)
         K.sum_int_3d(view, is_prod, out.reshape(view.shape[0], view.shape[2]))

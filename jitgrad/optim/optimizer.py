@@ -104,10 +104,7 @@ class Optimizer:
     def _update(kernel, data, *args):
         """``optim_kernels.<kernel>(data, *args)`` on ``data``'s device; a long CPU update runs
         on threads, every buffer cut into the same slices (``_SPLIT``)."""
-        if type(data) is np.ndarray:
-            _SPLIT(kernel, data, *args)
-        else:
-            getattr(_KERNELS.cuda, kernel)(data, *args)
+        _SPLIT(kernel, data, *args)
 
     def _closure_loss(self, closure):
         if closure is None:
@@ -172,7 +169,7 @@ def _buffer_params(name, n_arrays):
     return params[1:n_arrays] + params[:1]
 
 
-_SPLIT = codegen.SplitKernels(optim_kernels, {
+_SPLIT = codegen.SplitKernels(_KERNELS, {
     name: _buffer_params(name, n) for name, n in optim_kernels.ARRAYS.items()})
 
 

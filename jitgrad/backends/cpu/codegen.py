@@ -16,6 +16,7 @@ import tempfile
 import threading
 import warnings
 
+import numpy as np
 from numba.core.errors import NumbaIRAssumptionWarning
 
 from jitgrad.backends.cpu import threads
@@ -276,6 +277,15 @@ CPU_TARGET = ([f"# scalar functions {_SCALAR_HASH}", "import numpy as np",
 _PARALLEL_JIT = '@njit(cache=True, nogil=True, parallel=True, error_model="numpy")'
 
 
+def _chunk_loop(n, align=1):
+    """The lines opening a parallel twin: a prange over ``chunks`` slices ``lo:hi`` of
+    ``range(n)`` (``n``: a variable), each starting on a multiple of ``align``."""
+    step = (f"({n} + chunks - 1) // chunks" if align == 1 else
+            f"({n} + {align} * chunks - 1) // ({align} * chunks) * {align}")
+    return [f"    step = {step}", "    for c in prange(chunks):",
+            f"        lo = min(c * step, {n})", f"        hi = min(lo + step, {n})"]
+
+
 def split_source(name, kernel, params, sliced, count=None, rows=False):
     """Lines of ``name(chunks, *params)``: ``kernel(*params)`` run on ``chunks`` slices in parallel.
 
@@ -286,14 +296,9 @@ def split_source(name, kernel, params, sliced, count=None, rows=False):
     """
     args = ", ".join(f"{p}[lo:hi]" if p in sliced else "hi - lo" if p == count else p
                      for p in params)
-    align = 1 if rows else 64
     return [_PARALLEL_JIT, f"def {name}(chunks, {', '.join(params)}):",
             f"    n = {count or sliced[-1] + ('.shape[0]' if rows else '.size')}",
-            f"    step = (n + {align} * chunks - 1) // ({align} * chunks) * {align}",
-            "    for c in prange(chunks):",
-            "        lo = min(c * step, n)",
-            "        hi = min(lo + step, n)",
-            f"        {kernel}({args})", ""]
+            *_chunk_loop("n", 1 if rows else 64), f"        {kernel}({args})", ""]
 
 
 def _split_rows_source(name, kernel, params, arrays):
@@ -303,22 +308,14 @@ def _split_rows_source(name, kernel, params, arrays):
     args = ", ".join(f"{p}[lo * {p.rstrip('_')}_rs:]" if p in arrays
                      else "hi - lo" if p == "n_rows" else p for p in params)
     return [_PARALLEL_JIT, f"def {name}(chunks, {', '.join(params)}):",
-            "    step = (n_rows + chunks - 1) // chunks",
-            "    for c in prange(chunks):",
-            "        lo = min(c * step, n_rows)",
-            "        hi = min(lo + step, n_rows)",
-            f"        {kernel}({args})", ""]
+            *_chunk_loop("n_rows"), f"        {kernel}({args})", ""]
 
 
 def _split_dims_source(name, kernel, params, arrays):
     """Lines of ``name(chunks, axis, *params)``: the 4-D strided kernel ``kernel`` on ``chunks``
     slices of dim ``axis`` (0-2: the innermost dim stays whole, it is the vectorized loop)."""
     lines = [_PARALLEL_JIT, f"def {name}(chunks, axis, {', '.join(params)}):",
-             "    n = out.shape[axis]",
-             "    step = (n + chunks - 1) // chunks",
-             "    for c in prange(chunks):",
-             "        lo = min(c * step, n)",
-             "        hi = min(lo + step, n)"]
+             "    n = out.shape[axis]", *_chunk_loop("n")]
     for axis in range(MAX_DIMS - 1):
         cut = ":, " * axis + "lo:hi"
         args = ", ".join(f"{p}[{cut}]" if p in arrays else p for p in params)
@@ -343,21 +340,23 @@ def split_module(module, kernels, rows=False):
 
 
 class SplitKernels:
-    """Calls of a kernel module's functions whose array arguments (``kernels``: name -> their
-    parameter names) split over threads when the first is big: its elements, or with ``rows``
-    its first dim (rows of (O, ...) arrays). The twins (``split_module``) are generated on
-    first need. CPU arrays only."""
+    """Calls of a kernel family's functions (``family``: a ``backends.Family``) on the first
+    argument's device. On the CPU, those in ``kernels`` (name -> their array parameters) split
+    over threads when the first is big: its elements, or with ``rows`` its first dim (rows of
+    (O, ...) arrays); the twins (``split_module``) are generated on first need."""
 
-    def __init__(self, module, kernels, rows=False):
-        self.module, self.kernels, self.rows, self.split = module, kernels, rows, None
+    def __init__(self, family, kernels, rows=False):
+        self.family, self.kernels, self.rows, self.split = family, kernels, rows, None
 
     def __call__(self, name, *args):
         first = args[0]
+        if type(first) is not np.ndarray:
+            return getattr(self.family.cuda, name)(*args)
         chunks = threads.chunks(first.size, first.shape[0] if self.rows else None)
         if chunks <= 1:
-            return getattr(self.module, name)(*args)
+            return getattr(self.family.cpu, name)(*args)
         if self.split is None:
-            self.split = split_module(self.module, self.kernels, rows=self.rows)
+            self.split = split_module(self.family.cpu, self.kernels, rows=self.rows)
         return getattr(self.split, name + "_p")(chunks, *args)
 
 

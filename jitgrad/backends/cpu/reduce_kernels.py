@@ -190,24 +190,15 @@ def argextreme_3d(x, largest, values, indices):
                 at[i] = r if take else at[i]
 
 
-@njit(cache=True, fastmath=_FAST, error_model="numpy")
-def _sum_f64(v):
-    """The float64 sum of a 1-D array (reassociated, so it vectorizes)."""
-    total = 0.0
-    for j in range(v.size):
-        total += v[j]
-    return total
-
-
 @njit(cache=True, error_model="numpy")
 def _softmax_row(v, take_log, out):
     """softmax (or log_softmax) of one contiguous row: max, exp, sum and scale passes that each
-    vectorize (the sum is reassociated in a function of its own, so the exps keep their exact
-    rounding; one loop of exps and a reassociated float64 sum ran 1.5x slower)."""
+    vectorize (the sum is reassociated in a function of its own, ``_fold``, so the exps keep
+    their exact rounding; one loop of exps and a reassociated float64 sum ran 1.5x slower)."""
     m = _row_extreme(v, True)
     for j in range(v.size):
         out[j] = exp(v[j] - m)
-    total = _sum_f64(out)
+    total = _fold(out, False)
     if take_log:
         shift = m + log(total)
         for j in range(v.size):
@@ -278,7 +269,7 @@ def logsumexp_3d(x, out):
             m = _finite_or_zero(_row_extreme(v, True))
             for j in range(n_red):
                 scratch[j] = exp(v[j] - m)
-            out[o, 0] = m + log(_sum_f64(scratch))
+            out[o, 0] = m + log(_fold(scratch, False))
         return
     m = np.empty(n_inner, x.dtype)  # R is strided: a running max and total per position
     total = np.empty(n_inner, np.float64)
@@ -316,7 +307,7 @@ def softmax_backward_3d(y, g, take_log, out):
         for o in range(n_outer):
             yr, gr, outr = ys[o], gs[o], outs[o]
             if take_log:
-                total = _sum_f64(gr)
+                total = _fold(gr, False)
                 for j in range(n_red):
                     outr[j] = gr[j] - exp(yr[j]) * total
             else:
