@@ -156,50 +156,55 @@ def _walk(root, g):
         return None
     nodes, reads, leaves = [], [], []
     dtype = g.dtype
+    number = index.get
+    # NOTE: the cheapest tests first, and locals for what every node reads: this walk is most
+    # of a tiny graph's fused backward (~0.3 us a node)
     for node in queue:  # grows as the walk meets new nodes
-        if node.hooks is not None or node.retained is not None:
-            return None
-        if type(node) is AccumulateGrad:
-            if node.variable._data.size != n:
+        cls = type(node)
+        if cls is AccumulateGrad:
+            if node.hooks is not None or node.variable._data.size != n:
                 return None
             key.append(_LEAF)
             leaves.append(node)
             continue
         saved = node.saved
-        if saved is None or type(node) not in NODE_CLASSES:
+        if (saved is None or cls not in NODE_CLASSES or node.hooks is not None
+                or node.retained is not None):
             return None
         plan = saved[3]
-        if plan is None or plan.out_dtype != dtype:  # not flat, on CUDA, or another dtype
-            return None
+        if plan is None or plan.out_dtype is not dtype and plan.out_dtype != dtype:
+            return None  # not flat, on CUDA, or another dtype
         targets = []
         for nxt, _ in node.next_functions:
             if nxt is None:
                 targets.append(-1)
-            else:
-                i = index.get(nxt)
-                if i is None:
-                    i = index[nxt] = len(index)
-                    if i > _MAX_NODES:
-                        return None
-                    queue.append(nxt)
-                targets.append(i)
+                continue
+            i = number(nxt)
+            if i is None:
+                i = index[nxt] = len(index)
+                if i > _MAX_NODES:
+                    return None
+                queue.append(nxt)
+            targets.append(i)
         targets = tuple(targets)
         entry = plan.fused_entries.get(targets)
         if entry is None:
             entry = _new_entry(plan, targets, None)
         flat_values = saved[4]
-        if entry[2] is not None and flat_values[entry[2]] in POW_BY_SCALAR:
+        code, entry_reads, exponent = entry
+        if exponent is not None and flat_values[exponent] in POW_BY_SCALAR:
             # a scalar exponent eager's kernels special-case (2: x*x, 0.5: sqrt) gets a code
             # of its own, so the fused derivative uses the same formula, bit for bit
-            y = flat_values[entry[2]]
-            entry = plan.fused_entries.get((targets, y)) or _new_entry(plan, targets, y)
-        code, entry_reads, _ = entry
+            y = flat_values[exponent]
+            code, entry_reads, _ = plan.fused_entries.get((targets, y)) or _new_entry(
+                plan, targets, y)
         key.append(code)
         for j in entry_reads:
             reads.append(flat_values[j])
         nodes.append(node)
-        if node.versions is not None:
-            for box, expected, _ in node.versions:
+        versions = node.versions
+        if versions is not None:
+            for box, expected, _ in versions:
                 if box[0] != expected:
                     return None
     if not nodes:
