@@ -103,7 +103,7 @@ def cpu_addmm(ad, bd, bias=None):
     ad, bd = _blas_ready(ad), _blas_ready(bd)
     if bias is None:
         bias = _NO_BIAS[ad.dtype]
-    chunks, by_cols = blas.split(n, k, m, not bd.flags.c_contiguous)
+    chunks, by_cols = blas.split(n, k, m)
     if chunks == 1:
         _KERNELS.cpu.addmm(ad, bd, out, bias)
     else:

@@ -31,11 +31,13 @@ __all__ = ["gemm", "gemm_ready", "set_num_threads", "split"]
 # multiply-adds 25 / 34 us (threads lose), 2.1M 49 / 49, 3.2M 76 / 49, 6.4M 150 / 88, 12.8M
 # (an MLP's 64x784x256) 296 / 159. Row slices on jitgrad's threads: 64x256x128 (2.1M) 33 / 25.
 _THREADED_WORK = 1 << 21
-# A row split packs all of b on every thread. For an MLP's 64x784 @ 784x256 a column split
-# took 97 us, a row split 127 (one thread 175, torch 86); for 64x256 @ 256x128, within an MLP
-# step, columns took 35 us and rows 44 when b was a transposed weight (F-contiguous), but
-# 37 and 33 when b was C-contiguous.
-_FEW_ROWS, _BIG_B = 128, 1 << 17
+# A row split packs all of b on every thread, a column split only its own columns. For an MLP's
+# 64x784 @ 784x256 a column split took 97 us, a row split 127 (one thread 175, torch 86). With
+# few rows columns win for a C-contiguous b too (best of 3 x 300, us, rows / columns):
+# 64x128 @ 128x256 32.9 / 25.8, 64x256 @ 256x256 42.2 / 33.5, 32x256 @ 256x256 31.1 / 25.5,
+# 64x512 @ 512x256 82.8 / 65.0; an MLP step went 650-663 -> 638-651 us. From 128 rows on
+# (a weight gradient, 256x64 @ 64x784: 102 / 166) rows win.
+_FEW_ROWS = 128
 
 
 def _scipy_openblas():
@@ -61,13 +63,13 @@ def set_num_threads(n):
     return True
 
 
-def split(n, k, m, b_transposed=False):
+def split(n, k, m):
     """How an (n, k) @ (k, m) product runs: (slices, by columns). One slice is one BLAS call;
-    more split ``out``'s rows, or its columns when a few rows meet a big ``b`` or a transposed
-    one (F-contiguous: a column slice is one block, and each thread packs only its own)."""
+    more split ``out``'s rows, or its columns when there are few rows (each thread then packs
+    only its own part of ``b``)."""
     if n * k * m < _THREADED_WORK:
         return 1, False
-    if n < _FEW_ROWS and (k * m >= _BIG_B or b_transposed):
+    if n < _FEW_ROWS:
         return min(threads.usable(), m), True
     return min(threads.usable(), n), False
 
