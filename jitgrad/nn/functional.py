@@ -25,7 +25,7 @@ from jitgrad.ops import elementwise as ew
 from jitgrad.ops import pointwise as pw
 from jitgrad.ops import reduce as rd
 from jitgrad.ops.creation import generator
-from jitgrad.ops.linalg import cpu_addmm, matmul
+from jitgrad.ops.linalg import cpu_addmm, cpu_matrices, cpu_mm_pair, matmul
 from jitgrad.ops.shape import embed
 from jitgrad.tensor import Tensor
 
@@ -163,14 +163,21 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 def _addmm_backward(node, g):
     bias, input, weight_t = node.saved_values()
     edges = [e for e, _ in node.next_functions]
+    gb = rd._grad_sum_to_shape(g, bias._data.shape) if edges[0] is not None else None
+    fresh = not grad_mode.is_grad_enabled()  # new buffers: weight.grad takes them without a copy
+    arrays = cpu_matrices(g, input, weight_t) if (
+        fresh and edges[1] is not None and edges[2] is not None) else None
+    if arrays is not None:  # both products at once on the threads
+        gd, xd, wd = arrays
+        gx, gw = (Tensor._wrap(x) for x in cpu_mm_pair(gd, wd.T, gd.T, xd))
+        gx._fresh = gw._fresh = True
+        return gb, gx, gw.t()
     gw = None
     if edges[2] is not None:
         gw = matmul(g.t(), input)  # dW in weight's own (out, in) layout, returned as dW^T's view
-        gw._fresh = not grad_mode.is_grad_enabled()  # so weight.grad takes it without a copy
+        gw._fresh = fresh
         gw = gw.t()
-    return (rd._grad_sum_to_shape(g, bias._data.shape) if edges[0] is not None else None,
-            matmul(g, weight_t.t()) if edges[1] is not None else None,
-            gw)
+    return gb, matmul(g, weight_t.t()) if edges[1] is not None else None, gw
 
 
 AddmmBackward0 = node_class("AddmmBackward0", _addmm_backward)

@@ -1,4 +1,5 @@
-"""Big CPU kernels split over threads ('p' kernels, mm_p) against serial kernels and numpy."""
+"""Big CPU kernels split over threads ('p' kernels, addmm_p, mm_pair_p) against serial kernels
+and numpy."""
 
 import contextlib
 import os
@@ -135,6 +136,66 @@ def test_big_matmul_forward_backward_matches_numpy(n, k, m):
     ones = np.ones((n, m))
     np.testing.assert_allclose(a.grad.numpy(), ones @ b_np.T, rtol=1e-12, atol=1e-11)
     np.testing.assert_allclose(b.grad.numpy(), a_np.T @ ones, rtol=1e-12, atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunks1, by_cols1, chunks2, by_cols2",
+                         [(1, False, 1, False), (2, True, 3, False), (3, False, 1, True)])
+def test_matmul_pair_kernel(dtype, chunks1, by_cols1, chunks2, by_cols2):
+    rng = np.random.default_rng(0)
+    a1 = rng.standard_normal((37, 20)).astype(dtype)
+    b1 = rng.standard_normal((20, 41)).astype(dtype)
+    a2 = np.asfortranarray(rng.standard_normal((23, 9))).astype(dtype)  # a transposed operand
+    b2 = rng.standard_normal((9, 30)).astype(dtype)
+    out1, out2 = np.full((37, 41), np.nan, dtype), np.full((23, 30), np.nan, dtype)
+    linalg_kernels.mm_pair_p(chunks1, by_cols1, a1, b1, out1, chunks2, by_cols2, a2, b2, out2)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out1, a1.astype(np.float64) @ b1, rtol=tol, atol=tol)
+    np.testing.assert_allclose(out2, a2.astype(np.float64) @ b2, rtol=tol, atol=tol)
+
+
+@pytest.fixture
+def pair_calls(monkeypatch):
+    """Counts calls of the pair kernel, which runs when two threads are usable."""
+    from jitgrad.ops import linalg
+
+    monkeypatch.setattr(threads, "usable", lambda: 2)
+    calls = []
+    kernel = linalg._KERNELS.cpu.mm_pair_p
+    monkeypatch.setattr(linalg._KERNELS.cpu, "mm_pair_p",
+                        lambda *args: calls.append(args[0]) or kernel(*args))
+    return calls
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_matmul_gradients_computed_as_a_pair(pair_calls, transposed):
+    rng = np.random.default_rng(1)
+    a_np, b_np = rng.standard_normal((48, 64)), rng.standard_normal((64, 40))
+    a = jitgrad.tensor(a_np, requires_grad=True)
+    b = jitgrad.tensor(b_np.T.copy(), requires_grad=True) if transposed else \
+        jitgrad.tensor(b_np, requires_grad=True)
+    g_np = rng.standard_normal((48, 40))
+    (a @ (b.t() if transposed else b)).backward(jitgrad.tensor(g_np))
+    assert pair_calls == [1]
+    np.testing.assert_allclose(a.grad.numpy(), g_np @ b_np.T, rtol=1e-12, atol=1e-12)
+    gb = a_np.T @ g_np
+    np.testing.assert_allclose(b.grad.numpy(), gb.T if transposed else gb, rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_linear_gradients_computed_as_a_pair(pair_calls):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    x_np, w_np = rng.standard_normal((64, 96)), rng.standard_normal((80, 96))
+    b_np, g_np = rng.standard_normal(80), rng.standard_normal((64, 80))
+    grads = []
+    for lib in (jitgrad, torch):
+        x, w, b = (lib.tensor(v, requires_grad=True) for v in (x_np, w_np, b_np))
+        lib.nn.functional.linear(x, w, b).backward(lib.tensor(g_np))
+        grads.append([t.grad.numpy() for t in (x, w, b)])
+    assert pair_calls == [1]
+    for ours, theirs in zip(*grads):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
 def test_set_num_threads():

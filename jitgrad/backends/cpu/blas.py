@@ -63,15 +63,16 @@ def set_num_threads(n):
     return True
 
 
-def split(n, k, m):
-    """How an (n, k) @ (k, m) product runs: (slices, by columns). One slice is one BLAS call;
-    more split ``out``'s rows, or its columns when there are few rows (each thread then packs
-    only its own part of ``b``)."""
-    if n * k * m < _THREADED_WORK:
+def split(n, k, m, most=None):
+    """How an (n, k) @ (k, m) product runs on at most ``most`` threads (default: all usable):
+    (slices, by columns). One slice is one BLAS call; more split ``out``'s rows, or its columns
+    when there are few rows (each thread then packs only its own part of ``b``)."""
+    count = threads.usable() if most is None else most
+    if n * k * m < _THREADED_WORK or count == 1:
         return 1, False
     if n < _FEW_ROWS:
-        return min(threads.usable(), m), True
-    return min(threads.usable(), n), False
+        return min(count, m), True
+    return min(count, n), False
 
 
 def gemm_ready(x):

@@ -18,21 +18,39 @@ def addmm(a, b, out, bias):
     gemm(a, b, out, bias)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def addmm_p(chunks, by_cols, a, b, out, bias):
-    """``addmm`` with ``out``'s rows (columns when ``by_cols``) in ``chunks`` slices on threads,
-    a BLAS call each (blas.py); a column slice of every operand is a strided view, not a copy."""
+@njit(cache=True, nogil=True)
+def _addmm_slice(c, chunks, by_cols, a, b, out, bias):
+    """Slice ``c`` of ``chunks`` of ``addmm``: a block of ``out``'s rows (columns when
+    ``by_cols``), one BLAS call; a column slice of every operand is a strided view, not a copy."""
     n, m = out.shape
     size = m if by_cols else n
     step = (size + chunks - 1) // chunks
+    lo = min(c * step, size)
+    hi = min(lo + step, size)
+    if hi > lo:
+        if by_cols:
+            gemm(a, b[:, lo:hi], out[:, lo:hi], bias[lo:hi])
+        else:
+            gemm(a[lo:hi], b, out[lo:hi], bias)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def addmm_p(chunks, by_cols, a, b, out, bias):
+    """``addmm`` in ``chunks`` slices on threads (blas.py)."""
     for c in prange(chunks):
-        lo = min(c * step, size)
-        hi = min(lo + step, size)
-        if hi > lo:
-            if by_cols:
-                gemm(a, b[:, lo:hi], out[:, lo:hi], bias[lo:hi])
-            else:
-                gemm(a[lo:hi], b, out[lo:hi], bias)
+        _addmm_slice(c, chunks, by_cols, a, b, out, bias)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def mm_pair_p(chunks1, by_cols1, a1, b1, out1, chunks2, by_cols2, a2, b2, out2):
+    """out1 = a1 @ b1 and out2 = a2 @ b2 at once, in ``chunks1`` and ``chunks2`` slices on
+    threads: the two gradients of a matrix product, one per thread on two cores."""
+    no_bias = np.empty(0, out1.dtype)
+    for c in prange(chunks1 + chunks2):
+        if c < chunks1:
+            _addmm_slice(c, chunks1, by_cols1, a1, b1, out1, no_bias)
+        else:
+            _addmm_slice(c - chunks1, chunks2, by_cols2, a2, b2, out2, no_bias)
 
 
 @njit(cache=True)
