@@ -5,7 +5,8 @@ threads spin after each call, and so do the OpenMP threads of jitgrad's split ke
 (``threads.py``): with both pools spinning on a 2-core machine a 512x512 matmul forward+backward
 took 14 ms instead of 3. jitgrad therefore keeps that BLAS single-threaded and splits a big
 product's rows (or columns) over its own threads (``linalg_kernels.addmm_p``, one BLAS call per
-slice), so one pool serves every kernel. numpy's BLAS is left alone.
+slice), so one pool serves every kernel; a product's two gradients run side by side, each on
+half the threads (``mm_pair_p``). numpy's BLAS is left alone.
 
 ``gemm`` calls that BLAS's ``?gemm`` directly, through numba's own ``numba_xxgemm`` helper (the
 symbol ``np.dot`` lowers to): ``np.dot`` copies any operand that is not C- or F-contiguous,
