@@ -229,10 +229,11 @@ def masks(n):
 
 
 def _scalar_library_hash():
-    """Hash of the scalar functions kernels inline: numba's cache does not track them."""
+    """Hash of the functions generated kernels call (scalar math, SIMD hints, ``chunk_bounds``):
+    numba's cache does not track them."""
     here = os.path.dirname(os.path.abspath(__file__))
     digest = hashlib.sha1()
-    for name in ("scalar.py", "vmath.py", "simd.py"):
+    for name in ("scalar.py", "vmath.py", "simd.py", "threads.py"):
         with open(os.path.join(here, name), "rb") as f:
             digest.update(f.read())
     return digest.hexdigest()[:12]
@@ -268,6 +269,7 @@ VMATH_IMPORT = (f"from jitgrad.backends.cpu.vmath import pow, {', '.join(_POW_FU
                 "  # noqa: F401")
 CPU_TARGET = ([f"# scalar functions {_SCALAR_HASH}", "import numpy as np",
                "from numba import njit, prange",
+               "from jitgrad.backends.cpu.threads import chunk_bounds  # noqa: F401",
                "from jitgrad.backends.cpu.scalar import *  # noqa: F403", VMATH_IMPORT,
                "from jitgrad.backends.cpu.simd import prefer_wide_vectors  # noqa: F401", ""],
               '@njit(cache=True, error_model="numpy")', _cpu_loop)
@@ -280,10 +282,8 @@ _PARALLEL_JIT = '@njit(cache=True, nogil=True, parallel=True, error_model="numpy
 def _chunk_loop(n, align=1):
     """The lines opening a parallel twin: a prange over ``chunks`` slices ``lo:hi`` of
     ``range(n)`` (``n``: a variable), each starting on a multiple of ``align``."""
-    step = (f"({n} + chunks - 1) // chunks" if align == 1 else
-            f"({n} + {align} * chunks - 1) // ({align} * chunks) * {align}")
-    return [f"    step = {step}", "    for c in prange(chunks):",
-            f"        lo = min(c * step, {n})", f"        hi = min(lo + step, {n})"]
+    return ["    for c in prange(chunks):",
+            f"        lo, hi = chunk_bounds(c, chunks, {n}, {align})"]
 
 
 def split_source(name, kernel, params, sliced, count=None, rows=False):
@@ -332,6 +332,7 @@ def split_module(module, kernels, rows=False):
         digest.update(f.read())
     lines = [f"# {module.__name__} {digest.hexdigest()[:12]}",
              "from numba import njit, prange  # noqa: F401",
+             "from jitgrad.backends.cpu.threads import chunk_bounds  # noqa: F401",
              f"from {module.__name__} import {', '.join(kernels)}", ""]
     for name, sliced in kernels.items():
         params = list(inspect.signature(getattr(module, name).py_func).parameters)

@@ -4,6 +4,7 @@ import numpy as np
 from numba import njit, prange
 
 from jitgrad.backends.cpu.blas import gemm  # (limits BLAS threads before first use)
+from jitgrad.backends.cpu.threads import chunk_bounds
 
 
 @njit(cache=True, nogil=True)
@@ -23,10 +24,7 @@ def _addmm_slice(c, chunks, by_cols, a, b, out, bias):
     """Slice ``c`` of ``chunks`` of ``addmm``: a block of ``out``'s rows (columns when
     ``by_cols``), one BLAS call; a column slice of every operand is a strided view, not a copy."""
     n, m = out.shape
-    size = m if by_cols else n
-    step = (size + chunks - 1) // chunks
-    lo = min(c * step, size)
-    hi = min(lo + step, size)
+    lo, hi = chunk_bounds(c, chunks, m if by_cols else n, 1)
     if hi > lo:
         if by_cols:
             gemm(a, b[:, lo:hi], out[:, lo:hi], bias[lo:hi])

@@ -13,6 +13,7 @@ from jitgrad.backends.cpu.reduce_kernels import softmax_3d
 from jitgrad.backends.cpu.scalar import erf as erf_
 from jitgrad.backends.cpu.scalar import exp
 from jitgrad.backends.cpu.simd import prefer_wide_vectors
+from jitgrad.backends.cpu.threads import chunk_bounds
 
 
 @njit(inline="always")
@@ -174,11 +175,8 @@ def conv2d_backward_weight(grad, cols, tmp, dw):
 def conv2d_backward_input_p(chunks, grad, w, p, oh, ow, buf, dx):
     """``conv2d_backward_input`` with the batch in ``chunks`` slices on threads, a scratch
     like ``buf`` each."""
-    n = grad.shape[0]
-    step = (n + chunks - 1) // chunks
     for c in prange(chunks):
-        lo = min(c * step, n)
-        hi = min(lo + step, n)
+        lo, hi = chunk_bounds(c, chunks, grad.shape[0], 1)
         conv2d_backward_input(grad[lo:hi], w, p, oh, ow, np.empty_like(buf), dx[lo:hi])
 
 
@@ -186,12 +184,9 @@ def conv2d_backward_input_p(chunks, grad, w, p, oh, ow, buf, dx):
 def conv2d_backward_weight_p(chunks, grad, cols, tmp, dw):
     """``conv2d_backward_weight`` with the batch in ``chunks`` slices on threads: a partial dw
     per slice (zero for an empty one), then their sum."""
-    n = grad.shape[0]
-    step = (n + chunks - 1) // chunks
     parts = np.zeros((chunks,) + dw.shape, dw.dtype)
     for c in prange(chunks):
-        lo = min(c * step, n)
-        hi = min(lo + step, n)
+        lo, hi = chunk_bounds(c, chunks, grad.shape[0], 1)
         if hi > lo:
             conv2d_backward_weight(grad[lo:hi], cols[lo:hi], np.empty_like(tmp), parts[c])
     dw[:] = parts[0]

@@ -6,6 +6,7 @@ from numba.extending import overload
 
 from jitgrad.backends.cpu.scalar import exp, log
 from jitgrad.backends.cpu.simd import maxnum, minnum, prefer_wide_vectors
+from jitgrad.backends.cpu.threads import chunk_bounds
 
 _FAST = {"reassoc", "contract"}  # lets LLVM vectorize accumulations; NaN still propagates
 
@@ -49,12 +50,11 @@ def sum_reduced_p(chunks, x, is_prod, scale, out):
     """``sum_3d`` of x (1, R, I) with R in ``chunks`` blocks on threads, a float64 partial each:
     for a sum over leading dims (a bias gradient), which has one outer row to split."""
     n_red, n_inner = x.shape[1], x.shape[2]
-    step = (n_red + chunks - 1) // chunks
     partial = np.empty((chunks, n_inner), np.float64)
     for c in prange(chunks):
-        lo = min(c * step, n_red)
+        lo, hi = chunk_bounds(c, chunks, n_red, 1)
         partial[c] = 1.0 if is_prod else 0.0
-        _fold_rows(x[0, lo:min(lo + step, n_red)], is_prod, partial[c])
+        _fold_rows(x[0, lo:hi], is_prod, partial[c])
     for i in range(n_inner):
         total = partial[0, i]
         for c in range(1, chunks):
@@ -79,12 +79,10 @@ def _fold(x, is_prod):
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def sum_flat_p(chunks, x, is_prod, scale, out):
     """``sum_3d`` of a whole flat x, in ``chunks`` slices on threads (threads.py); out (1, 1)."""
-    n = x.size
-    step = (n + 64 * chunks - 1) // (64 * chunks) * 64
     partial = np.empty(chunks, np.float64)
     for c in prange(chunks):
-        lo = min(c * step, n)
-        partial[c] = _fold(x[lo:min(lo + step, n)], is_prod)
+        lo, hi = chunk_bounds(c, chunks, x.size, 64)
+        partial[c] = _fold(x[lo:hi], is_prod)
     total = partial[0]
     for c in range(1, chunks):
         total = total * partial[c] if is_prod else total + partial[c]
