@@ -190,11 +190,11 @@ def linear(input, weight, bias=None):
         out = matmul(input, weight_t)
         return out if bias is None else out + bias
     # one recorded node (PyTorch's addmm) instead of a matmul and a broadcast add
-    x, w, b = input._data, weight_t._data, bias._data
-    if (type(x) is np.ndarray and type(w) is np.ndarray and type(b) is np.ndarray
-            and x.dtype == w.dtype == b.dtype and x.dtype.kind == "f" and x.shape[1] == w.shape[0]
-            and b.shape == (w.shape[1],) and b.flags.c_contiguous):
-        out = Tensor._wrap(cpu_addmm(x, w, b))  # the bias enters BLAS's sum (beta = 1)
+    arrays, b = cpu_matrices(input, weight_t), bias._data
+    if (arrays is not None and type(b) is np.ndarray and b.dtype == arrays[0].dtype
+            and arrays[0].shape[1] == arrays[1].shape[0] and b.shape == (arrays[1].shape[1],)
+            and b.flags.c_contiguous):
+        out = Tensor._wrap(cpu_addmm(*arrays, b))  # the bias enters BLAS's sum (beta = 1)
     else:
         with grad_mode.no_grad():
             out = matmul(input, weight_t).add_(bias)

@@ -145,8 +145,10 @@ def cpu_matrices(*tensors):
     """The arrays of ``tensors`` when all are 2-D float CPU arrays of one dtype, else None."""
     arrays = [t._data for t in tensors]
     dtype = arrays[0].dtype
+    if dtype.kind != "f":
+        return None
     for x in arrays:
-        if type(x) is not np.ndarray or x.ndim != 2 or x.dtype != dtype or dtype.kind != "f":
+        if type(x) is not np.ndarray or x.ndim != 2 or x.dtype != dtype:
             return None
     return arrays
 
@@ -181,11 +183,9 @@ def _batched(x, batch):
 def matmul(input, other):
     """Matrix product with PyTorch's rules for 1-D (vector) and batched operands."""
     if isinstance(input, Tensor) and isinstance(other, Tensor):  # float CPU matrices: inline
-        ad, bd = input._data, other._data
-        if (type(ad) is np.ndarray and type(bd) is np.ndarray and ad.ndim == 2 == bd.ndim
-                and ad.dtype == bd.dtype and ad.dtype.kind == "f"
-                and ad.shape[1] == bd.shape[0]):
-            return _mm_cpu(input, other, ad, bd)
+        arrays = cpu_matrices(input, other)
+        if arrays is not None and arrays[0].shape[1] == arrays[1].shape[0]:
+            return _mm_cpu(input, other, *arrays)
     for t in (input, other):
         if not isinstance(t, Tensor):
             raise TypeError(f"unsupported operand type(s) for @: '{type(input).__name__}' and "
