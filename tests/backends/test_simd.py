@@ -5,7 +5,7 @@ import numpy as np
 from numba import njit
 
 from jitgrad.backends.cpu import codegen
-from jitgrad.backends.cpu.simd import maxnum
+from jitgrad.backends.cpu.simd import maxnum, shares_memory
 
 
 def test_generated_kernels_prefer_512_bit_vectors():
@@ -40,3 +40,16 @@ def test_maxnum_is_fmax():
         v = np.random.default_rng(0).normal(size=1001).astype(dtype)
         v[[0, 17, 500]] = np.nan
         assert _running_max(v) == np.nanmax(v)
+
+
+@njit(cache=True)
+def _shares(a, b):
+    return shares_memory(a, b)
+
+
+def test_shares_memory_is_overlap_of_buffers():
+    base = np.arange(10.0)
+    assert _shares(base, base) and _shares(base[2:6], base[5:9])
+    assert not _shares(base[2:5], base[5:9]) and not _shares(base, np.arange(10.0))
+    for a, b in ((base[::2], base[1::2]), (base[:3], base[7:])):
+        assert _shares(a, b) == np.may_share_memory(a, b)

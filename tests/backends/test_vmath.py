@@ -449,6 +449,66 @@ def test_codegen_pow_uses_vmath_for_floats_only():
     assert "from jitgrad.backends.cpu.vmath import pow" in src
 
 
+@njit(cache=True)
+def _uncommon(x, y):
+    out = np.empty(x.size, np.int64)
+    for i in range(x.size):
+        out[i] = vmath.pow_uncommon(x[i], y[i])
+    return out
+
+
+def test_pow_uncommon_flags_every_special_case_of_float32_pow():
+    common = [(2.0, 3.0), (0.5, -2.5), (1e-45, 1.0), (3e38, 1.0), (1.5, 0.0), (1.0, 7.0)]
+    special = [(0.0, 2.0), (-0.0, 2.0), (-2.0, 2.0), (INF, 1.0), (NAN, 0.0), (2.0, NAN),
+               (2.0, INF), (0.5, -INF), (2.0, 131.0), (2.0, -161.0), (1e-45, -1.0), (1.0, INF)]
+    for cases, flag in ((common, 0), (special, 1)):
+        x, y = (np.array(v, np.float32) for v in zip(*cases))
+        assert _uncommon(x, y).tolist() == [flag] * len(cases)
+    # float64 has no common path: never flagged
+    assert _uncommon(np.array([-2.0, NAN]), np.array([0.5, 1.0])).tolist() == [0, 0]
+
+
+def _blocks_with_specials(rng):
+    """float32 (x, y) of 12 blocks of the common-path loop: half all common, half with one
+    special argument each (a zero, negative or non-finite base, non-finite y, overflow)."""
+    block = codegen._POW_BLOCK
+    x = rng.uniform(0.2, 4.0, 12 * block).astype(np.float32)
+    y = rng.uniform(-6.0, 6.0, 12 * block).astype(np.float32)
+    for b, (xv, yv) in enumerate([(0.0, 2.0), (-2.0, 3.0), (INF, 1.0), (1.5, NAN), (3.0, 200.0),
+                                  (NAN, 0.0)]):
+        at = (2 * b + 1) * block + 7 * b
+        x[at], y[at] = xv, yv
+    return x, y
+
+
+def test_generated_float32_pow_kernels_take_the_common_path_with_pows_bits():
+    import jitgrad
+
+    x, y = _blocks_with_specials(np.random.default_rng(5))
+    module = codegen.load_module("pow_common_test", codegen.elementwise_source(
+        ("x", "y"), "x ** y", ("float32", "float64")))
+    assert hasattr(module, "k_float32_aa_c_common")
+    assert hasattr(module, "k_float32_as_c_pow_common")
+    assert not hasattr(module, "k_float64_aa_c_common")
+    want = run_pow(x, y)
+    got = (jitgrad.tensor(x) ** jitgrad.tensor(y)).numpy()  # mask 'aa', split over threads
+    np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+    for scalar in (2.5, -1.7, 300.0):  # 'as' (pow's loop) and 'sa'
+        s = np.float32(scalar)
+        for got, want in (((jitgrad.tensor(x) ** scalar).numpy(), run_pow(x, s)),
+                          ((scalar ** jitgrad.tensor(y)).numpy(), run_pow(s, y))):
+            np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+
+
+def test_in_place_float32_pow_does_not_rerun_blocks_on_its_own_output():
+    import jitgrad
+
+    x, y = _blocks_with_specials(np.random.default_rng(6))
+    t = jitgrad.tensor(x)
+    t.pow_(jitgrad.tensor(y))  # the output is the base: a rerun would read overwritten values
+    np.testing.assert_array_equal(t.numpy().view(np.int32), run_pow(x, y).view(np.int32))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_pow_gradients_match_torch(dtype):
     torch = pytest.importorskip("torch")

@@ -265,13 +265,14 @@ def _cpu_loop(layout, arrays=()):
 
 
 # what a module of kernels from ``scalar_expr(..., vector_pow=True)`` imports beside scalar.py
-VMATH_IMPORT = (f"from jitgrad.backends.cpu.vmath import pow, {', '.join(_POW_FUNCTIONS.values())}"
-                "  # noqa: F401")
+VMATH_IMPORT = ("from jitgrad.backends.cpu.vmath import pow, pow_common, pow_uncommon, "
+                f"{', '.join(_POW_FUNCTIONS.values())}  # noqa: F401")
 CPU_TARGET = ([f"# scalar functions {_SCALAR_HASH}", "import numpy as np",
                "from numba import njit, prange",
                "from jitgrad.backends.cpu.threads import chunk_bounds  # noqa: F401",
                "from jitgrad.backends.cpu.scalar import *  # noqa: F403", VMATH_IMPORT,
-               "from jitgrad.backends.cpu.simd import prefer_wide_vectors  # noqa: F401", ""],
+               "from jitgrad.backends.cpu.simd import prefer_wide_vectors, shares_memory"
+               "  # noqa: F401", ""],
               '@njit(cache=True, error_model="numpy")', _cpu_loop)
 
 
@@ -421,6 +422,14 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
                                                 params.split(", "),
                                                 [f"{n}_" for n in inputs if n in arrays] + ["out"])
                 for kname, prologue, loops in kernels:
+                    expr = loops[0][1]
+                    if (cpu and layout == "c" and dtype_name == "float32" and len(loops) == 1
+                            and _common_pow(expr) is not None):
+                        lines += _common_pow_kernels(
+                            decorator, kname, params.split(", "), prologue, [*loop(layout)[0], *(
+                                f"        {n} = {index(n)}" for n in inputs if n in arrays)],
+                            expr, [f"{n}_" for n in inputs if n in arrays])
+                        continue
                     lines += [decorator, f"def {kname}({params}):", *prologue]
                     for condition, expr in loops:
                         indent = "    " if condition else ""
@@ -435,3 +444,48 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
                         lines.append(f"{pad}{out_index} = {expr}")
                     lines.append("")
     return "\n".join(lines) + "\n"
+
+
+_POW_BLOCK = 2048  # elements per block of a common-case pow loop (see _common_pow_kernels)
+
+
+@functools.lru_cache(maxsize=4096)
+def _common_pow(expr):
+    """(``expr`` with vmath's pow calls as pow_common, the sum of their pow_uncommon), or None
+    when ``expr`` calls no general pow."""
+    tree = ast.parse(expr, mode="eval")
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Name) and n.func.id == "pow"]
+    if not calls:
+        return None
+    for call in calls:
+        call.func.id = "pow_common"
+    checks = " + ".join(f"pow_uncommon({ast.unparse(c.args[0])}, {ast.unparse(c.args[1])})"
+                        for c in calls)
+    return ast.unparse(tree), checks
+
+
+def _common_pow_kernels(decorator, name, params, prologue, loop_lines, expr, arrays):
+    """Lines of the flat float32 kernel ``name`` of a formula ``expr`` that calls pow, as three
+    functions: ``name`` runs blocks of the elements through ``name_common`` (pow without its
+    special cases, a fifth faster, see vmath._pow32_common), which returns how many of its pow
+    calls were outside the common case, and reruns those blocks with ``name_checked`` (the
+    plain loop). An output that shares memory with an input (in-place ops) runs
+    ``name_checked`` alone, as a rerun would read values already overwritten."""
+    common, checks = _common_pow(expr)
+    sliced = ", ".join(f"{p}[lo:hi]" if p in arrays or p == "out" else p for p in params)
+    overlap = " or ".join(f"shares_memory(out, {a})" for a in arrays)
+    args = ", ".join(params)
+    lines = [decorator, f"def {name}({args}):"]
+    if overlap:
+        lines += [f"    if {overlap}:", f"        {name}_checked({args})", "        return"]
+    lines += ["    n = out.size", f"    for lo in range(0, n, {_POW_BLOCK}):",
+              f"        hi = min(lo + {_POW_BLOCK}, n)", f"        if {name}_common({sliced}):",
+              f"            {name}_checked({sliced})", ""]
+    for suffix, first, body in (("_common", ["    uncommon = 0"],
+                                 [f"out[i] = {common}", f"uncommon += {checks}"]),
+                                ("_checked", [], [f"out[i] = {expr}"])):
+        lines += [decorator, f"def {name}{suffix}({args}):", *prologue, *first, *loop_lines,
+                  *(f"        {line}" for line in body)]
+        lines += ["    return uncommon", ""] if first else [""]
+    return lines
