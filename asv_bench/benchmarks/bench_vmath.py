@@ -46,32 +46,19 @@ def _loop(fn):
     return kernel
 
 
-@njit(cache=False, error_model="numpy")
-def _pow_scalar(x, y, out):
-    prefer_wide_vectors()
-    for i in range(x.size):  # y loop-invariant, as in tensor ** scalar
-        out[i] = vmath.pow(x[i], y)
-
-
-@njit(cache=False, error_model="numpy")
-def _pow_array(x, y, out):
-    prefer_wide_vectors()
-    for i in range(x.size):
-        out[i] = vmath.pow(x[i], y[i])
-
-
 _KERNELS = {name: _loop(getattr(vmath, name))
             for name in ("exp", "expm1", "log", "log1p", "tanh", "sigmoid", "sin", "cos", "erf")}
 _KERNELS["sqrt"] = _loop(njit(inline="always")(lambda x: np.sqrt(x)))
 _KERNELS["rsqrt"] = _loop(_rsqrt)
-_KERNELS["pow_scalar"], _KERNELS["pow_array"] = _pow_scalar, _pow_array
 
 
-def _scalar_pow_kernel(dtype):
+def _pow_kernel(dtype, mask):
+    """The flat generated kernel of ``x ** y`` on one core, as ``tensor ** ...`` runs per slice
+    (float32's has the common-case path, see codegen._common_pow_kernels)."""
     from jitgrad.backends.cpu import codegen
 
     source = codegen.elementwise_source(("x", "y"), "x ** y", ("float32", "float64"))
-    return getattr(codegen.load_module("pow", source), codegen.kernel_name(dtype, "as", "c"))
+    return getattr(codegen.load_module("pow", source), codegen.kernel_name(dtype, mask, "c"))
 
 
 class VectorMath:
@@ -85,11 +72,13 @@ class VectorMath:
         self.args = (self.x,)
         self.kernel = _KERNELS.get(function)
         if function in _SCALAR_POW:
-            self.kernel = _scalar_pow_kernel(dtype)
+            self.kernel = _pow_kernel(dtype, "as")
             self.args = (self.x, _SCALAR_POW[function])
         elif function == "pow_scalar":
+            self.kernel = _pow_kernel(dtype, "as")
             self.args = (self.x, self.x.dtype.type(2.5))
         elif function == "pow_array":
+            self.kernel = _pow_kernel(dtype, "aa")
             self.args = (self.x, array((1_000_000,), dtype, 1, -3.0, 3.0))
         self.ufunc = _NUMPY[function]
         self.implementation = implementation
