@@ -421,14 +421,15 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
                     lines += _split_rows_source(kernel_name(dtype_name, mask, "rp"), name,
                                                 params.split(", "),
                                                 [f"{n}_" for n in inputs if n in arrays] + ["out"])
+                array_inputs = [n for n in inputs if n in arrays]
                 for kname, prologue, loops in kernels:
-                    expr = loops[0][1]
-                    if (cpu and layout == "c" and dtype_name == "float32" and len(loops) == 1
-                            and _common_pow(expr) is not None):
+                    common = (_common_pow(loops[0][1]) if cpu and layout == "c"
+                              and dtype_name == "float32" and len(loops) == 1 else None)
+                    if common is not None:
                         lines += _common_pow_kernels(
-                            decorator, kname, params.split(", "), prologue, [*loop(layout)[0], *(
-                                f"        {n} = {index(n)}" for n in inputs if n in arrays)],
-                            expr, [f"{n}_" for n in inputs if n in arrays])
+                            decorator, kname, params.split(", "), prologue,
+                            _loop_head(loop, layout, array_inputs, index), loops[0][1], common,
+                            [f"{n}_" for n in array_inputs])
                         continue
                     lines += [decorator, f"def {kname}({params}):", *prologue]
                     for condition, expr in loops:
@@ -437,11 +438,9 @@ def elementwise_source(inputs, formula, dtype_names, target=CPU_TARGET):
                         if expr is None:  # the general loop
                             lines.append(f"        {name}_pow({params})")
                             continue
-                        loop_lines, pad = loop(layout, [n for n in inputs if n in arrays])
+                        loop_lines, pad = _loop_head(loop, layout, array_inputs, index)
                         lines += [indent + line for line in loop_lines]
-                        pad = indent + pad
-                        lines += [f"{pad}{n} = {index(n)}" for n in inputs if n in arrays]
-                        lines.append(f"{pad}{out_index} = {expr}")
+                        lines.append(f"{indent}{pad}{out_index} = {expr}")
                     lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -465,14 +464,22 @@ def _common_pow(expr):
     return ast.unparse(tree), checks
 
 
-def _common_pow_kernels(decorator, name, params, prologue, loop_lines, expr, arrays):
+def _loop_head(loop, layout, array_inputs, index):
+    """(lines opening a kernel's loop and reading each array input's element, the indentation
+    of the loop's body); ``loop`` and ``index`` as in ``elementwise_source``."""
+    loop_lines, pad = loop(layout, array_inputs)
+    return [*loop_lines, *(f"{pad}{n} = {index(n)}" for n in array_inputs)], pad
+
+
+def _common_pow_kernels(decorator, name, params, prologue, head, expr, common, arrays):
     """Lines of the flat float32 kernel ``name`` of a formula ``expr`` that calls pow, as three
     functions: ``name`` runs blocks of the elements through ``name_common`` (pow without its
     special cases, a fifth faster, see vmath._pow32_common), which returns how many of its pow
     calls were outside the common case, and reruns those blocks with ``name_checked`` (the
     plain loop). An output that shares memory with an input (in-place ops) runs
-    ``name_checked`` alone, as a rerun would read values already overwritten."""
-    common, checks = _common_pow(expr)
+    ``name_checked`` alone, as a rerun would read values already overwritten. ``head``: a
+    ``_loop_head``; ``common``: ``_common_pow(expr)``."""
+    (common_expr, checks), (loop_lines, pad) = common, head
     sliced = ", ".join(f"{p}[lo:hi]" if p in arrays or p == "out" else p for p in params)
     overlap = " or ".join(f"shares_memory(out, {a})" for a in arrays)
     args = ", ".join(params)
@@ -483,9 +490,9 @@ def _common_pow_kernels(decorator, name, params, prologue, loop_lines, expr, arr
               f"        hi = min(lo + {_POW_BLOCK}, n)", f"        if {name}_common({sliced}):",
               f"            {name}_checked({sliced})", ""]
     for suffix, first, body in (("_common", ["    uncommon = 0"],
-                                 [f"out[i] = {common}", f"uncommon += {checks}"]),
+                                 [f"out[i] = {common_expr}", f"uncommon += {checks}"]),
                                 ("_checked", [], [f"out[i] = {expr}"])):
         lines += [decorator, f"def {name}{suffix}({args}):", *prologue, *first, *loop_lines,
-                  *(f"        {line}" for line in body)]
+                  *(pad + line for line in body)]
         lines += ["    return uncommon", ""] if first else [""]
     return lines
