@@ -42,6 +42,12 @@ def _finish(data, requires_grad, device=None):
 
 
 def _sizes(size):
+    for s in size:  # the common call, ones(2, 3): a tuple of non-negative ints already
+        if type(s) is not int or s < 0:
+            break
+    else:
+        if size:
+            return size
     if not size:
         raise TypeError("missing 1 required positional arguments: \"size\"")
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
@@ -132,11 +138,17 @@ def from_numpy(ndarray):
 
 
 def _filled(size, fill, dtype, device, requires_grad):
-    device = _storage.resolve(device)
-    data = _storage.full_on(_sizes(size), fill, _np_dtype(dtype), device)
+    device = None if device is None else _storage.resolve(device)
+    np_dtype = dtypes.get_default_dtype().np if dtype is None else _np_dtype(dtype)
+    data = _storage.full_on(_sizes(size), fill, np_dtype, device)
     if device is None or device.type == "cpu":  # already in place: the common case
         t = Tensor._wrap(data)
-        return t.requires_grad_(True) if requires_grad else t
+        if requires_grad:
+            if dtype is None:  # the default dtype is a float: nothing to check
+                t._requires_grad = True
+            else:
+                t.requires_grad_(True)
+        return t
     return _finish(data, requires_grad, device)
 
 

@@ -73,11 +73,10 @@ def run(root, g, retain_graph):
         outs.append(out)
         flat_outs.append(out.ravel())
     try:  # numba compiles on the first call: nothing is written before this succeeds
-        n_chunks = threads.chunks(n)
-        if n_chunks == 1:
+        if n < threads.MIN_SPLIT:
             kernel[0](n, n, g.ravel(), *reads, *flat_outs)
         else:
-            kernel[1](n_chunks, n, n, g.ravel(), *reads, *flat_outs)
+            kernel[1](threads.chunks(n), n, n, g.ravel(), *reads, *flat_outs)
     except Exception as error:  # noqa: BLE001  eager backward still gives the right answer
         _disable(key, error)
         return False
@@ -107,8 +106,9 @@ def _hot_kernel(key):
     _seen.pop(key, None)
     try:
         module = codegen.load_module("fused_backward", _source(key))
-        kernel = (codegen.QuietFirstCall(module.fused_backward),  # serial, and split on threads
-                  codegen.QuietFirstCall(module.fused_backward_p))
+        kernel = [None, None]  # serial, and split on threads
+        kernel[0] = codegen.QuietFirstCall(module.fused_backward, kernel)
+        kernel[1] = codegen.QuietFirstCall(module.fused_backward_p, kernel)
     except Exception as error:  # noqa: BLE001  eager backward still gives the right answer
         return _disable(key, error)
     _kernels[key] = kernel

@@ -150,8 +150,33 @@ def _sum_like(input, dim, keepdim, is_prod, mean=False):
     return out, keep_shape, dims, n
 
 
+def _small_full(input, node_cls, mean):
+    """The sum or mean of all of a small contiguous float CPU tensor, or None for any other
+    case. The common end of a tiny graph (``loss.mean()``): the general path's per-dim
+    bookkeeping costs as much again as this."""
+    data = input._data
+    n = data.size
+    if (type(data) is not np.ndarray or data.dtype.kind != "f" or not 0 < n < threads.MIN_SPLIT
+            or not data.flags.c_contiguous):
+        return None
+    out = np.empty((), data.dtype)
+    KERNELS.cpu.sum_3d(data.reshape(1, n, 1), False, 1.0 / n if mean else 1.0,
+                       out.reshape(1, 1))
+    result = Tensor._wrap(out)
+    if input._requires_grad and _GRAD.enabled:
+        keep_shape = (1,) * data.ndim
+        result.grad_fn = node_cls((input._grad_edge(),), (keep_shape, data.shape, n) if mean
+                                  else (keep_shape, data.shape))
+        result._requires_grad = True
+    return result
+
+
 def sum(input, dim=None, keepdim=False, *, dtype=None):
     """Sum over ``dim`` (all dims when None); bool and integer inputs sum to int64."""
+    if dim is None and dtype is None and not keepdim:
+        result = _small_full(input, SumBackward0, False)
+        if result is not None:
+            return result
     input = _with_dtype(input, dtype)
     out, keep_shape, _, _ = _sum_like(input, dim, keepdim, False)
     node_cls = SumBackward0 if _all_dims(dim) else SumBackward1
@@ -164,6 +189,10 @@ def mean(input, dim=None, keepdim=False, *, dtype=None):
         raise RuntimeError(
             "mean(): could not infer output dtype. Input dtype must be either a floating point "
             f"or complex dtype. Got: {input.dtype.scalar_name}")
+    if dim is None and dtype is None and not keepdim:
+        result = _small_full(input, MeanBackward0, True)
+        if result is not None:
+            return result
     input = _with_dtype(input, dtype)
     out, keep_shape, dims, n = _sum_like(input, dim, keepdim, False, mean=True)
     result = Tensor._wrap(out)

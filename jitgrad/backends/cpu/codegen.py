@@ -39,17 +39,20 @@ class QuietFirstCall:
     right, and users should not see numba's internal check.
     """
 
-    __slots__ = ("kernel", "_call")
+    __slots__ = ("kernel", "_call", "_owner")
 
-    def __init__(self, kernel):
+    def __init__(self, kernel, owner=None):
         self.kernel = kernel
         self._call = self._first
+        self._owner = owner  # a list holding this wrapper: it holds the kernel after the call
 
     def _first(self, *args):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning)
             result = self.kernel(*args)
         self._call = self.kernel
+        if self._owner is not None:  # later calls skip this wrapper's frame
+            self._owner[self._owner.index(self)] = self.kernel
         return result
 
     def __call__(self, *args):
