@@ -11,6 +11,8 @@ __all__ = ["run_backward", "run_scalar_fused"]
 # fused kernel when it can (jitgrad/ops/fused_backward.py registers it; None turns it off)
 fuser = None
 
+_ANOMALY = anomaly._state  # read on every backward: a dict lookup, not a call
+
 # dtype -> a read-only one-element 1: the implicit gradient of a scalar root, never a new array
 _ONE = {}
 
@@ -31,7 +33,7 @@ def run_scalar_fused(t, retain_graph):
     is a visible share of the backward."""
     d = t._data
     if (fuser is None or t.grad_fn is None or t._output_nr or type(d) is not np.ndarray
-            or d.size != 1 or anomaly.is_enabled()):
+            or d.size != 1 or _ANOMALY["enabled"]):
         return None
     one = _ONE.get(d.dtype)
     if one is None:

@@ -41,6 +41,28 @@ def test_sum_noncontiguous_and_0d():
     check_op(lambda m, x: x.mean(-1, keepdim=True), np.mean, [()])
 
 
+@pytest.mark.parametrize("dtype", [jitgrad.float32, jitgrad.float64])
+@pytest.mark.parametrize("name", ["sum", "mean"])
+def test_small_full_reduction_matches_the_general_path(dtype, name):
+    """A small contiguous tensor's full sum/mean takes a shortcut (``reduce._small_full``); the
+    same values behind a transposed view take the general path: same bits, node and gradient."""
+    data = np.random.default_rng(0).standard_normal((3, 5))
+    fast = jitgrad.tensor(data, dtype=dtype, requires_grad=True)
+    general = jitgrad.tensor(data.T.copy(), dtype=dtype, requires_grad=True)
+    a, b = getattr(fast, name)(), getattr(general.t(), name)()
+    assert a.shape == b.shape == () and a.dtype == b.dtype == dtype
+    assert a.item() == b.item()
+    np.testing.assert_allclose(a.item(), getattr(np, name)(data), rtol=1e-6)
+    assert a.grad_fn.name() == b.grad_fn.name() == f"{name.capitalize()}Backward0"
+    a.backward()
+    b.backward()
+    expected = np.full((3, 5), 1 / 15 if name == "mean" else 1.0)
+    np.testing.assert_allclose(fast.grad.numpy(), expected, rtol=1e-6)
+    np.testing.assert_array_equal(general.grad.numpy().T, fast.grad.numpy())
+    with jitgrad.no_grad():
+        assert getattr(fast, name)().grad_fn is None
+
+
 def test_sum_int_and_bool_to_int64():
     x = jitgrad.tensor([[1, 2, 3], [4, 5, 6]])
     assert x.sum().dtype == jitgrad.int64 and x.sum().item() == 21
