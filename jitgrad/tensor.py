@@ -46,14 +46,14 @@ class Tensor:
             setattr(self, name, getattr(src, name))
         self.requires_grad_(requires_grad)
 
-    @classmethod
-    def _wrap(cls, data, grad_fn=None):
+    @staticmethod
+    def _wrap(data, grad_fn=None):
         """A tensor around an existing numpy array (no copy), as ops build their results.
 
         Every field is set here, inline: this runs for each op's result, and on tiny tensors a
-        further method call is a noticeable share of the op.
+        further method call is a noticeable share of the op (a classmethod's binding too).
         """
-        t = object.__new__(cls)
+        t = object.__new__(Tensor)
         t._data = data
         t._requires_grad = grad_fn is not None
         t.grad = None
