@@ -73,10 +73,13 @@ def run(root, g, retain_graph):
         outs.append(out)
         flat_outs.append(out.ravel())
     try:  # numba compiles on the first call: nothing is written before this succeeds
-        if n < threads.MIN_SPLIT:
+        # chunks() is 1 below MIN_SPLIT, and also when splitting is off (one thread, or a
+        # forked child, where OpenMP must not run): only more than 1 takes the split kernel
+        n_chunks = 1 if n < threads.MIN_SPLIT else threads.chunks(n)
+        if n_chunks == 1:
             kernel[0](n, n, g.ravel(), *reads, *flat_outs)
         else:
-            kernel[1](threads.chunks(n), n, n, g.ravel(), *reads, *flat_outs)
+            kernel[1](n_chunks, n, n, g.ravel(), *reads, *flat_outs)
     except Exception as error:  # noqa: BLE001  eager backward still gives the right answer
         _disable(key, error)
         return False

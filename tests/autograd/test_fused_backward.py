@@ -253,3 +253,38 @@ def test_pow_by_a_scalar_matches_eager_bit_for_bit(exponent):
     with _Threshold(1):
         got = _grads(program, [x0])[0]
     np.testing.assert_array_equal(got, expected)
+
+
+def test_one_thread_runs_the_serial_kernel_on_a_big_graph(fuse_always):
+    """Splitting off (one thread; a forked child, where OpenMP must not start): a graph over
+    MIN_SPLIT elements or more runs the serial fused kernel, never the split one."""
+    from jitgrad.backends.cpu import threads
+
+    data = np.random.default_rng(0).uniform(-1, 1, threads.MIN_SPLIT).astype(np.float32)
+
+    def backward():
+        x = jitgrad.tensor(data, requires_grad=True)
+        (x * x + 1).sum().backward()
+        return x.grad.numpy()
+
+    np.testing.assert_allclose(backward(), 2 * data, rtol=1e-6)  # compiles the kernel
+    kernels = [k for k in fused_backward._kernels.values() if k is not None]
+
+    split_calls = []
+
+    def refuse(*args):  # an exception here would send the pass to the eager engine unseen
+        split_calls.append(args[0])
+
+    before = jitgrad.get_num_threads()
+    saved = [k[1] for k in kernels]
+    try:
+        jitgrad.set_num_threads(1)
+        for k in kernels:
+            k[1] = refuse
+        fused = fused_backward.stats()["fused"]
+        np.testing.assert_allclose(backward(), 2 * data, rtol=1e-6)
+        assert fused_backward.stats()["fused"] == fused + 1 and split_calls == []
+    finally:
+        jitgrad.set_num_threads(before)
+        for k, split in zip(kernels, saved):
+            k[1] = split
