@@ -170,8 +170,11 @@ def record(result, node_cls, inputs, saved, check=()):
         return result
     for t in inputs:
         if t._requires_grad:
-            # NOTE: list comprehensions, not generators: ~0.3 us less per recorded op
-            node = node_cls(tuple([u._grad_edge() for u in inputs]), saved)
+            # NOTE: one input (most ops) needs no loop; list comprehensions, not generators:
+            # ~0.3 us less per recorded op
+            edges = ((t._grad_edge(),) if len(inputs) == 1
+                     else tuple([u._grad_edge() for u in inputs]))
+            node = node_cls(edges, saved)
             if check:
                 node.versions = tuple([
                     (result._version, 0, None) if c is RESULT else (c._version, c._version[0], c)

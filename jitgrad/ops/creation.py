@@ -138,9 +138,8 @@ def from_numpy(ndarray):
 
 
 def _filled(size, fill, dtype, device, requires_grad):
-    device = None if device is None else _storage.resolve(device)
-    np_dtype = dtypes.get_default_dtype().np if dtype is None else _np_dtype(dtype)
-    data = _storage.full_on(_sizes(size), fill, np_dtype, device)
+    device = _storage.resolve(device)
+    data = _storage.full_on(_sizes(size), fill, _np_dtype(dtype), device)
     if device is None or device.type == "cpu":  # already in place: the common case
         t = Tensor._wrap(data)
         if requires_grad:

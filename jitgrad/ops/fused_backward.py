@@ -73,9 +73,7 @@ def run(root, g, retain_graph):
         outs.append(out)
         flat_outs.append(out.ravel())
     try:  # numba compiles on the first call: nothing is written before this succeeds
-        # chunks() is 1 below MIN_SPLIT, and also when splitting is off (one thread, or a
-        # forked child, where OpenMP must not run): only more than 1 takes the split kernel
-        n_chunks = 1 if n < threads.MIN_SPLIT else threads.chunks(n)
+        n_chunks = threads.chunks(n)  # 1 when small, and when splitting is off (a forked child)
         if n_chunks == 1:
             kernel[0](n, n, g.ravel(), *reads, *flat_outs)
         else:

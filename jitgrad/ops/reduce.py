@@ -162,13 +162,9 @@ def _small_full(input, node_cls, mean):
     out = np.empty((), data.dtype)
     KERNELS.cpu.sum_3d(data.reshape(1, n, 1), False, 1.0 / n if mean else 1.0,
                        out.reshape(1, 1))
-    result = Tensor._wrap(out)
-    if input._requires_grad and _GRAD.enabled:
-        keep_shape = (1,) * data.ndim
-        result.grad_fn = node_cls((input._grad_edge(),), (keep_shape, data.shape, n) if mean
-                                  else (keep_shape, data.shape))
-        result._requires_grad = True
-    return result
+    keep_shape = (1,) * data.ndim
+    return record(Tensor._wrap(out), node_cls, (input,),
+                  (keep_shape, data.shape, n) if mean else (keep_shape, data.shape))
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None):
