@@ -15,6 +15,7 @@ from jitgrad.tensor import Tensor
 __all__ = ["Divergence", "Dummy", "Traced", "active", "patched", "ORIGINAL_APPLY"]
 
 ORIGINAL_APPLY = elementwise.apply
+ORIGINAL_APPLY_BINARY = elementwise.apply_binary
 ORIGINAL_SUM = reduce.sum
 ORIGINAL_MEAN = reduce.mean
 _PUBLIC_SPECS = frozenset(id(s) for s in elementwise.SPECS.values())
@@ -108,9 +109,16 @@ def _reduction(kind, original):
     return fn
 
 
+def _apply_binary(spec, a, b):
+    if _state.tape is None:
+        return ORIGINAL_APPLY_BINARY(spec, a, b)
+    return _apply(spec, (a, b))
+
+
 _SUM = _reduction("sum", ORIGINAL_SUM)
 _MEAN = _reduction("mean", ORIGINAL_MEAN)
-_PATCHES = [(elementwise, "apply", ORIGINAL_APPLY, _apply)]
+_PATCHES = [(elementwise, "apply", ORIGINAL_APPLY, _apply),
+            (elementwise, "apply_binary", ORIGINAL_APPLY_BINARY, _apply_binary)]
 for _owner in (reduce, Tensor, jitgrad, jitgrad.ops):
     for _name, _orig, _new in (("sum", ORIGINAL_SUM, _SUM), ("mean", ORIGINAL_MEAN, _MEAN)):
         if _owner.__dict__.get(_name) is _orig:

@@ -31,8 +31,8 @@ def _operand_check(fn, reflected=False):
 def _operator(name, reflected=False):
     """``_operand_check`` of an elementwise spec, applied directly: the hottest calls there are.
 
-    ``elementwise.apply`` is looked up per call, so ``jitgrad.compile``'s tracer, which swaps
-    it, sees operators too.
+    ``elementwise.apply`` and ``apply_binary`` are looked up per call, so ``jitgrad.compile``'s
+    tracer, which swaps them, sees operators too.
     """
     spec = elementwise.SPECS[name]
     if reflected is True:
@@ -44,7 +44,7 @@ def _operator(name, reflected=False):
     else:
         def method(self, other):
             try:
-                return elementwise.apply(spec, (self, other))
+                return elementwise.apply_binary(spec, self, other)
             except elementwise.UnsupportedOperand:
                 return NotImplemented
     return method

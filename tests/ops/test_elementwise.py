@@ -294,3 +294,52 @@ def test_pow_gradient_at_a_zero_exponent_is_zero_like_torch():
     z = jitgrad.tensor([0.0, 1.5], requires_grad=True)
     (z ** 0).sum().backward()
     np.testing.assert_array_equal(z.grad.numpy(), [0.0, 0.0])  # not 0 * inf = nan at 0
+
+
+def _operand_cases():
+    rng = np.random.default_rng(3)
+
+    def t(shape=(3, 4), dtype=np.float32, grad=True):
+        return jitgrad.tensor(rng.uniform(0.5, 2, shape).astype(dtype), requires_grad=grad)
+
+    shared = t()
+    return {
+        "int": (t(), 2), "float": (t(), 0.5), "bool": (t(), True),
+        "tensor": (t(), t()), "same tensor": (shared, shared),
+        "second needs grad": (t(grad=False), t()), "neither needs grad": (t(grad=False), 3),
+        "int64 tensor": (t(), t(dtype=np.int64, grad=False)),
+        "float64 tensor": (t(), t(dtype=np.float64)),
+        "0-d": (t(()), t(())), "broadcast": (t(), t((4,))),
+        "transposed": (jitgrad.from_numpy(t((4, 3)).detach().numpy().T).requires_grad_(), t()), "parameter": (t(), jitgrad.nn.Parameter(t())),
+        "int tensors": (t(dtype=np.int64, grad=False), 3),
+    }
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+@pytest.mark.parametrize("case", list(_operand_cases()))
+def test_operator_fast_path_matches_apply(op, case):
+    """``x OP y`` (``apply_binary``'s shortcut) gives ``apply``'s values, bits, node and grads."""
+    from jitgrad.ops import elementwise
+
+    def run(use_operator):
+        a, b = _operand_cases()[case]
+        if use_operator:
+            out = {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b}[op]
+        else:
+            out = elementwise.apply(elementwise.SPECS[op], (a, b))
+        grads = []
+        if out.requires_grad:
+            out.sum().backward()
+            grads = [x.grad for x in (a, b) if isinstance(x, jitgrad.Tensor) and x.requires_grad]
+        return out, grads
+
+    (fast, fast_grads), (ref, ref_grads) = run(True), run(False)
+    assert fast.dtype == ref.dtype and fast.shape == ref.shape
+    np.testing.assert_array_equal(fast.detach().numpy(), ref.detach().numpy())
+    assert type(fast.grad_fn) is type(ref.grad_fn)
+    assert len(fast_grads) == len(ref_grads)
+    for g, r in zip(fast_grads, ref_grads):
+        np.testing.assert_array_equal(g.numpy(), r.numpy())
+    if case == "same tensor" and op == "mul":  # y * y: d/dy = 2y
+        a, _ = _operand_cases()[case]
+        np.testing.assert_allclose(fast_grads[0].numpy(), 2 * a.detach().numpy(), rtol=1e-6)
