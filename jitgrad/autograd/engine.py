@@ -17,15 +17,6 @@ _ANOMALY = anomaly._state  # read on every backward: a dict lookup, not a call
 _ONE = {}
 
 
-def _fused(root, g, retain_graph):
-    state = grad_mode._state  # NOTE: set directly: a context object costs ~0.5 us
-    prev, state.enabled = state.enabled, False
-    try:
-        return fuser(root, g, retain_graph)
-    finally:
-        state.enabled = prev
-
-
 def run_scalar_fused(t, retain_graph):
     """``t.backward()`` of a one-element CPU tensor with the implicit gradient, as one fused
     kernel: True when done, False when the fuser declined the graph (run it eagerly), None
@@ -39,7 +30,7 @@ def run_scalar_fused(t, retain_graph):
     if one is None:
         one = _ONE[d.dtype] = np.ones(1, d.dtype)
         one.flags.writeable = False
-    return _fused(t.grad_fn, one, retain_graph)
+    return fuser(t.grad_fn, one, retain_graph)
 
 
 def _walk(roots, with_parents):
@@ -99,7 +90,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None, fu
     """
     if (fuse and fuser is not None and capture is None and not create_graph and len(roots) == 1
             and roots[0][1] == 0 and not anomaly.is_enabled()
-            and _fused(roots[0][0], root_grads[0]._data, retain_graph)):
+            and fuser(roots[0][0], root_grads[0]._data, retain_graph)):
         return {}
     root_nodes = [n for n, _ in roots]
     deps, parents = _walk(root_nodes, capture is not None)

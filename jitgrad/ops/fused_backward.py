@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from jitgrad.autograd import engine
+from jitgrad.autograd import engine, grad_mode
 from jitgrad.autograd.node import AccumulateGrad
 from jitgrad.backends.cpu import codegen, threads
 from jitgrad.backends.cpu.vmath import POW_BY_SCALAR
@@ -54,7 +54,7 @@ def stats():
 
 def run(root, g, retain_graph):
     """Run the backward of ``root`` from its gradient ``g`` (an array) fused when its graph
-    qualifies; True when it did. Grad mode is off (the engine's caller turns it off)."""
+    qualifies; True when it did. Nothing it runs records a graph, whatever the grad mode."""
     if type(g) is not np.ndarray or not g.flags.c_contiguous:
         return False
     walked = _walk(root, g)
@@ -67,17 +67,18 @@ def run(root, g, retain_graph):
         if kernel is None:
             return False
     outs = []
-    flat_outs = []
+    args = [n, n, g.ravel(), *reads]
     for leaf in leaves:
         out = np.empty(leaf.variable._data.shape, g.dtype)
         outs.append(out)
-        flat_outs.append(out.ravel())
+        args.append(out.ravel())
     try:  # numba compiles on the first call: nothing is written before this succeeds
-        n_chunks = threads.chunks(n)  # 1 when small, and when splitting is off (a forked child)
+        # 1 when small, and when splitting is off (a forked child)
+        n_chunks = 1 if n < threads.MIN_SPLIT else threads.chunks(n)
         if n_chunks == 1:
-            kernel[0](n, n, g.ravel(), *reads, *flat_outs)
+            kernel[0](*args)
         else:
-            kernel[1](n_chunks, n, n, g.ravel(), *reads, *flat_outs)
+            kernel[1](n_chunks, *args)
     except Exception as error:  # noqa: BLE001  eager backward still gives the right answer
         _disable(key, error)
         return False
@@ -90,8 +91,18 @@ def run(root, g, retain_graph):
         if variable.grad is None:  # the new buffer becomes .grad (``_accumulate_grad``'s case)
             variable.grad = Tensor._wrap(out)
         else:
-            variable._accumulate_grad(Tensor._wrap(out))
+            _add_to_grad(variable, Tensor._wrap(out))
     return True
+
+
+def _add_to_grad(variable, grad):
+    """``variable._accumulate_grad(grad)`` as in a backward without create_graph."""
+    state = grad_mode._state
+    prev, state.enabled = state.enabled, False
+    try:
+        variable._accumulate_grad(grad)
+    finally:
+        state.enabled = prev
 
 
 def _hot_kernel(key):

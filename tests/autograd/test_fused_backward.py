@@ -151,6 +151,25 @@ def test_gradients_accumulate_into_existing_grad(fuse_always):
     for _ in range(3):
         (x * x).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [6.0, 12.0])
+    assert fused_backward.stats()["fused"] >= 3
+
+
+@pytest.mark.parametrize("grad_enabled", [True, False])
+def test_accumulating_records_no_graph_and_keeps_the_grad_mode(fuse_always, grad_enabled):
+    """The fused pass runs in the caller's grad mode: adding to an existing .grad must still be
+    in place and record nothing, and the mode must be the caller's afterwards."""
+    x = jitgrad.tensor([1.0, 2.0], requires_grad=True)
+    fused = fused_backward.stats()["fused"]
+    losses = (x * 3).sum(), (x * x).sum()
+    with jitgrad.set_grad_enabled(grad_enabled):
+        losses[0].backward()
+        first = x.grad
+        losses[1].backward()
+        assert x.grad is first  # added in place, as a backward without create_graph does
+        assert jitgrad.is_grad_enabled() is grad_enabled
+    assert fused_backward.stats()["fused"] == fused + 2
+    assert x.grad.grad_fn is None and not x.grad.requires_grad
+    np.testing.assert_allclose(x.grad.numpy(), [5.0, 7.0])
 
 
 def test_retain_graph_and_freed_graph(fuse_always):

@@ -310,7 +310,8 @@ def _operand_cases():
         "int64 tensor": (t(), t(dtype=np.int64, grad=False)),
         "float64 tensor": (t(), t(dtype=np.float64)),
         "0-d": (t(()), t(())), "broadcast": (t(), t((4,))),
-        "transposed": (jitgrad.from_numpy(t((4, 3)).detach().numpy().T).requires_grad_(), t()), "parameter": (t(), jitgrad.nn.Parameter(t())),
+        "transposed": (jitgrad.from_numpy(t((4, 3)).detach().numpy().T).requires_grad_(), t()),
+        "parameter": (t(), jitgrad.nn.Parameter(t())),
         "int tensors": (t(dtype=np.int64, grad=False), 3),
     }
 
