@@ -106,17 +106,21 @@ def run_kernel(name, view, *args):
 
 
 def _sum_3d(view, is_prod, scale, out):
-    """Float ``sum_3d`` of an (O, R, I) view into out (O, I). A big CPU one runs on threads: a
-    whole flat sum by slices, one outer row bigger than L2 (~1 MB: below that one core keeps
-    up) by blocks of R, anything else by outer rows."""
-    if type(view) is not np.ndarray or view.size < threads.MIN_SPLIT:
-        return KERNELS(view).sum_3d(view, is_prod, scale, out)  # the common small case
+    """Float ``sum_3d`` of an (O, R, I) view into out (O, I). On the CPU a whole flat sum is
+    one loop over contiguous values (by slices on threads when big); a big one runs on threads:
+    one outer row bigger than L2 (~1 MB: below that one core keeps up) by blocks of R, anything
+    else by outer rows."""
+    if type(view) is not np.ndarray:
+        return KERNELS.cuda.sum_3d(view, is_prod, scale, out)
     n_outer, n_red, n_inner = view.shape
     if n_outer == 1 and n_inner == 1:
         chunks = threads.chunks(n_red)
         if chunks > 1:
             return KERNELS.cpu.sum_flat_p(chunks, view.reshape(-1), is_prod, scale, out)
-    elif n_outer == 1 and view.size >= 4 * threads.MIN_SPLIT:
+        return KERNELS.cpu.sum_flat(view.reshape(-1), is_prod, scale, out.reshape(-1))
+    if view.size < threads.MIN_SPLIT:
+        return KERNELS.cpu.sum_3d(view, is_prod, scale, out)  # the common small case
+    if n_outer == 1 and view.size >= 4 * threads.MIN_SPLIT:
         chunks = threads.chunks(view.size, n_red // 4)
         if chunks > 1:
             return KERNELS.cpu.sum_reduced_p(chunks, view, is_prod, scale, out)
@@ -160,8 +164,7 @@ def _small_full(input, node_cls, mean):
             or not data.flags.c_contiguous):
         return None
     out = np.empty((), data.dtype)
-    KERNELS.cpu.sum_3d(data.reshape(1, n, 1), False, 1.0 / n if mean else 1.0,
-                       out.reshape(1, 1))
+    KERNELS.cpu.sum_flat(data.ravel(), False, 1.0 / n if mean else 1.0, out.ravel())
     keep_shape = (1,) * data.ndim
     return record(Tensor._wrap(out), node_cls, (input,),
                   (keep_shape, data.shape, n) if mean else (keep_shape, data.shape))

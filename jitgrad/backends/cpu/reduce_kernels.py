@@ -76,6 +76,13 @@ def _fold(x, is_prod):
     return total
 
 
+@njit(cache=True, error_model="numpy")
+def sum_flat(x, is_prod, scale, out):
+    """``sum_3d`` of a whole flat x into the one-element out: a full reduction, one loop over
+    contiguous values (``sum_flat_p`` runs the same loop per slice)."""
+    out[0] = _fold(x, is_prod) * scale
+
+
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def sum_flat_p(chunks, x, is_prod, scale, out):
     """``sum_3d`` of a whole flat x, in ``chunks`` slices on threads (threads.py); out (1, 1)."""
