@@ -4,6 +4,7 @@ Operators and methods are the functions of ``jitgrad.ops`` bound at the bottom o
 so each is written once and serves both ``x.exp()`` and ``jitgrad.exp(x)``.
 """
 
+from weakref import ref as _weak_ref
 
 import numpy as np
 
@@ -212,9 +213,16 @@ class Tensor:
             return (self.grad_fn, self._output_nr)
         if not self._requires_grad:
             return (None, 0)
-        if self._grad_acc is None:
-            self._grad_acc = AccumulateGrad(self)
-        return (self._grad_acc, 0)
+        acc = self._grad_acc
+        if acc is not None and type(acc) is not AccumulateGrad:
+            acc = acc()
+        if acc is None:
+            # NOTE: held weakly, as PyTorch holds it: the node holds this leaf, so a strong
+            # reference would make a cycle, and a leaf used in a graph would outlive ``del``
+            # until the cyclic GC ran (its buffers with it)
+            acc = AccumulateGrad(self)
+            self._grad_acc = _weak_ref(acc)
+        return (acc, 0)
 
     def register_hook(self, hook):
         """``hook(grad)`` runs when this tensor's gradient is computed; it may return a new one.
@@ -223,7 +231,10 @@ class Tensor:
         """
         if not self._requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
-        return self._grad_edge()[0]._hook_list().tensor.add(hook)
+        node = self._grad_edge()[0]
+        if self.grad_fn is None:  # a leaf's hooks live on its node: hold it (a cycle, kept)
+            self._grad_acc = node
+        return node._hook_list().tensor.add(hook)
 
     def _accumulate_grad(self, grad):
         if grad_mode.is_grad_enabled():  # create_graph: keep the gradient's own graph

@@ -310,3 +310,39 @@ def test_leaf_gradients_never_share_memory(name):
     GRAPHS[name](tx, tw, torch.tensor(values[2])).backward()
     np.testing.assert_allclose(x.grad.numpy() - 100.0, tx.grad.numpy())
     np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy())
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_a_leaf_used_in_a_graph_is_freed_by_del_without_the_cyclic_gc(fuse):
+    """A leaf holds its AccumulateGrad node weakly, as PyTorch does: the node holds the leaf,
+    so a strong reference both ways would keep a dropped leaf (and its buffers) until gc ran."""
+    from jitgrad.ops import fused_backward
+
+    before = fused_backward.threshold()
+    fused_backward.set_threshold(1 if fuse else 0)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        x = jitgrad.ones(3, requires_grad=True)
+        (x * x).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0, 2.0])
+        alive = weakref.ref(x)
+        del x
+        assert alive() is None
+    finally:
+        fused_backward.set_threshold(before)
+        if enabled:
+            gc.enable()
+
+
+def test_a_leaf_keeps_its_node_and_hooks_across_graphs():
+    x = jitgrad.ones(2, requires_grad=True)
+    seen = []
+    x.register_hook(lambda g: seen.append(g.numpy().copy()))
+    (x * 2).sum().backward()
+    y = x * 3  # the first graph is gone: a hooked leaf's node must have been kept
+    assert y.grad_fn.next_functions[0][0] is (x * 1).grad_fn.next_functions[0][0]
+    y.sum().backward()
+    assert len(seen) == 2
+    np.testing.assert_allclose(seen[1], [3.0, 3.0])
+    np.testing.assert_allclose(x.grad.numpy(), [5.0, 5.0])
