@@ -341,6 +341,12 @@ class Tensor:
                 result.grad = self.grad.__deepcopy__(memo)
         return memo[id(self)]
 
+    def __reduce_ex__(self, protocol):
+        """Pickled as PyTorch pickles a tensor: values, dtype, device, ``requires_grad`` and class
+        (``Parameter``), not ``.grad`` or the graph (a non-leaf comes back as a leaf)."""
+        return _unpickle, (type(self), self._host(), not self.device.type == "cpu",
+                           self._requires_grad)
+
     def _copy_with(self, data):
         """A leaf like this one around ``data`` (Parameter keeps its class)."""
         return Tensor._wrap(data).requires_grad_(self._requires_grad)
@@ -356,6 +362,13 @@ class Tensor:
                              device=None if type(self._data) is np.ndarray else str(self.device))
 
     __str__ = __repr__
+
+
+def _unpickle(cls, data, on_cuda, requires_grad):
+    """A leaf of class ``cls`` around ``data`` (a host array), as ``__reduce_ex__`` pickled it."""
+    t = object.__new__(cls)
+    t._set_fields(_storage.move(data, _storage.CUDA0) if on_cuda else data, None)
+    return t.requires_grad_(True) if requires_grad else t
 
 
 from jitgrad.autograd import backward as _autograd_backward  # noqa: E402  (imports ops)

@@ -96,3 +96,36 @@ def test_deepcopy_copies_leaves_and_refuses_graph_outputs():
         copy.deepcopy(x * 2)
     w = copy.deepcopy(jitgrad.nn.Linear(2, 2)).weight
     assert type(w) is jitgrad.nn.Parameter
+
+
+def _pickled(t):
+    import pickle
+
+    return pickle.loads(pickle.dumps(t))
+
+
+@pytest.mark.parametrize("m", ["jitgrad", "torch"])
+def test_pickle_keeps_values_dtype_and_requires_grad_but_not_grad_or_graph(m):
+    """As PyTorch pickles a tensor: a leaf that took part in a graph, one with views, a
+    non-leaf (back as a leaf) and an integer tensor; torch itself is the oracle."""
+    lib = pytest.importorskip(m)
+    x = lib.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    (x * x).sum().backward()
+    view = x.view(3)
+    cases = [(x, True), (view * 2, True), (lib.tensor([1, 2]), False)]
+    for t, requires_grad in cases:
+        back = _pickled(t)
+        np.testing.assert_array_equal(back.detach().numpy(), t.detach().numpy())
+        assert back.dtype == t.dtype
+        assert back.requires_grad is requires_grad
+        assert back.grad is None and back.grad_fn is None and back.is_leaf
+
+
+def test_pickled_module_keeps_its_parameters():
+    layer = jitgrad.nn.Linear(3, 2)
+    layer(jitgrad.ones(4, 3)).sum().backward()  # its parameters are now in a graph's history
+    back = _pickled(layer)
+    assert type(back.weight) is jitgrad.nn.Parameter and back.weight.requires_grad
+    np.testing.assert_array_equal(back.weight.detach().numpy(), layer.weight.detach().numpy())
+    np.testing.assert_array_equal(back(jitgrad.ones(1, 3)).detach().numpy(),
+                                  layer(jitgrad.ones(1, 3)).detach().numpy())

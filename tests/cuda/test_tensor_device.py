@@ -207,3 +207,12 @@ def test_deepcopy_stays_on_the_device():
 
     net = copy.deepcopy(jitgrad.nn.Linear(2, 3).cuda())
     assert net.weight.is_cuda and type(net.weight) is jitgrad.nn.Parameter
+
+
+def test_pickle_round_trip_stays_on_the_gpu():
+    import pickle
+
+    x = jitgrad.tensor([1.0, -2.0], requires_grad=True).cuda()
+    back = pickle.loads(pickle.dumps(x))
+    assert back.is_cuda and back.requires_grad and back.is_leaf
+    np.testing.assert_array_equal(back.cpu().detach().numpy(), [1.0, -2.0])
