@@ -106,10 +106,10 @@ def run_kernel(name, view, *args):
 
 
 def _sum_3d(view, is_prod, scale, out):
-    """Float ``sum_3d`` of an (O, R, I) view into out (O, I). On the CPU a whole flat sum is
-    one loop over contiguous values (by slices on threads when big); a big one runs on threads:
-    one outer row bigger than L2 (~1 MB: below that one core keeps up) by blocks of R, anything
-    else by outer rows."""
+    """Float ``sum_3d`` of an (O, R, I) view into out (O, I). On the CPU a whole sum is one loop
+    over the contiguous values (slices of them on threads when big); other big ones run on
+    threads: one outer row bigger than L2 (~1 MB: below that one core keeps up) by blocks of
+    R, anything else by outer rows."""
     if type(view) is not np.ndarray:
         return KERNELS.cuda.sum_3d(view, is_prod, scale, out)
     n_outer, n_red, n_inner = view.shape
