@@ -344,8 +344,7 @@ class Tensor:
     def __reduce_ex__(self, protocol):
         """Pickled as PyTorch pickles a tensor: values, dtype, device, ``requires_grad`` and class
         (``Parameter``), not ``.grad`` or the graph (a non-leaf comes back as a leaf)."""
-        return _unpickle, (type(self), self._host(), not self.device.type == "cpu",
-                           self._requires_grad)
+        return _unpickle, (type(self), self._host(), self.is_cuda, self._requires_grad)
 
     def _copy_with(self, data):
         """A leaf like this one around ``data`` (Parameter keeps its class)."""

@@ -91,18 +91,9 @@ def run(root, g, retain_graph):
         if variable.grad is None:  # the new buffer becomes .grad (``_accumulate_grad``'s case)
             variable.grad = Tensor._wrap(out)
         else:
-            _add_to_grad(variable, Tensor._wrap(out))
+            with grad_mode.no_grad():  # added in place, as a backward without create_graph does
+                variable._accumulate_grad(Tensor._wrap(out))
     return True
-
-
-def _add_to_grad(variable, grad):
-    """``variable._accumulate_grad(grad)`` as in a backward without create_graph."""
-    state = grad_mode._state
-    prev, state.enabled = state.enabled, False
-    try:
-        variable._accumulate_grad(grad)
-    finally:
-        state.enabled = prev
 
 
 def _hot_kernel(key):
